@@ -1,0 +1,109 @@
+"""Datasets as tf.data pipelines of batches, the same for every dataset and device
+count.
+
+A dataset ("source") is a uint8 array on disk or in memory with `read(indices)` →
+(n, H, W, C) uint8 in 0..255 and `splits` of indices. The pipeline only moves
+indices until the last moment: batch `s` takes positions [s·B, (s+1)·B) of an
+epoch-wise seeded permutation (`tf.random.experimental.index_shuffle`), so the data
+order is a pure function of the step. A resumed run therefore sees exactly the
+batches an uninterrupted run would, and each replica can compute its own slice of
+the global batch without coordination.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+
+class DataNotFound(Exception):
+    """The dataset is not where the parameters say. Exit code 2."""
+
+
+def load_source(dataset, data_dir, image_size, crop_size, log=print):
+    if dataset == "dsprites":
+        from utils.dsprites import load_dsprites
+
+        return load_dsprites(Path(data_dir), log=log)
+    from utils.celeba import CelebANotFound, load_celeba
+
+    try:
+        return load_celeba(
+            Path(data_dir), image_size=image_size, crop_size=crop_size, log=log
+        )
+    except CelebANotFound as error:
+        raise DataNotFound(str(error)) from None
+
+
+def to_float(images):
+    """uint8 0..255 → float32 in [0, 1]."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def fixed_indices(indices, count, seed=1234):
+    """`count` indices drawn once from a split, the same in every run: the test
+    images shown in the plots and the validation subset."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False))
+
+
+def distributed_batches(
+    strategy, source, indices, global_batch, seed=None, start_step=0, num_steps=None
+):
+    """Per-replica batches for steps `start_step`, `start_step + 1`, … as a
+    distributed dataset. With `seed`, each epoch is a fresh permutation of
+    `indices`; without, they are read in order (validation)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    count = len(indices)
+    image_shape = tuple(source.image_shape)
+
+    def dataset_fn(context):
+        per_replica = context.get_per_replica_batch_size(global_batch)
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first_replica = context.input_pipeline_id * local
+        table = tf.constant(indices)
+
+        def chunk(element):
+            # Element e is replica (e mod local)'s share of step (e div local).
+            step = start_step + element // local
+            replica = first_replica + element % local
+            positions = (
+                step * global_batch
+                + replica * per_replica
+                + tf.range(per_replica, dtype=tf.int64)
+            )
+            order = positions % count
+            if seed is not None:
+                order = _shuffled(order, positions // count, seed, count)
+            return tf.gather(table, order)
+
+        steps = tf.data.Dataset.range(
+            (num_steps if num_steps is not None else 2**62) * local
+        )
+        images = steps.map(chunk).map(
+            lambda idx: _read(source, idx, per_replica, image_shape),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        return images.prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _shuffled(order, epoch, seed, count):
+    """Position → index under the permutation of its epoch. A batch can straddle two
+    epochs; index_shuffle takes one seed per call, so compute both and pick."""
+    first = epoch[0]
+    shuffles = [
+        tf.random.experimental.index_shuffle(
+            order, tf.stack([tf.constant(seed, tf.int64), e]), count - 1
+        )
+        for e in (first, first + 1)
+    ]
+    return tf.where(epoch == first, shuffles[0], shuffles[1])
+
+
+def _read(source, indices, batch, image_shape):
+    images = tf.numpy_function(source.read, [indices], tf.uint8, stateful=False)
+    images.set_shape((batch, *image_shape))
+    return to_float(images)

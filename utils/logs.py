@@ -1,0 +1,99 @@
+"""log.csv and validation.csv (one row per logged step), and TensorBoard scalars.
+
+Rows are buffered and flushed (with fsync) right before each checkpoint, so every row
+up to the checkpoint's step is complete on disk. On resume, rows after the
+checkpoint — trained again from there — are dropped first, so the log has no gap
+and no duplicated step.
+"""
+
+import csv
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+from utils.run_folder import write_atomic
+
+
+class CsvLog:
+    def __init__(self, path, columns, resume_step=0):
+        """Open `path` for appending rows with `columns` (the first is "step").
+        Existing rows with a step after `resume_step` are removed."""
+        self.path, self.columns = Path(path), list(columns)
+        self.rows = []
+        kept = self._rows_up_to(resume_step) if self.path.exists() else []
+        lines = [",".join(self.columns)] + [",".join(row) for row in kept]
+        write_atomic(self.path, "\n".join(lines) + "\n")
+        self.file = open(self.path, "a", newline="")
+
+    def _rows_up_to(self, last_step):
+        with open(self.path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header != self.columns:
+                # Same experiment (params.json agreed) but another layout: keep the
+                # old file rather than mixing columns.
+                os.replace(self.path, self.path.with_suffix(".old.csv"))
+                return []
+            # A row cut short by a kill has too few fields: it is dropped.
+            return [
+                row
+                for row in reader
+                if len(row) == len(self.columns)
+                and _is_number(row[0])
+                and float(row[0]) <= last_step
+            ]
+
+    def append(self, values):
+        """`values`: {column: number}; missing columns are left empty."""
+        self.rows.append(",".join(_format(values.get(c)) for c in self.columns))
+
+    def flush(self):
+        if self.rows:
+            self.file.write("\n".join(self.rows) + "\n")
+            self.rows = []
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self):
+        self.flush()
+        self.file.close()
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _format(value):
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    return f"{float(value):.6g}"
+
+
+class TensorBoard:
+    """Scalars under predictions/<run>/tensorboard/<split>, tagged by log column.
+    Steps written again after a resume are discarded by TensorBoard itself (it
+    purges events whose step goes backwards, "orphaned data")."""
+
+    def __init__(self, folder):
+        self.writers = {}
+        self.folder = Path(folder)
+
+    def write(self, split, step, values):
+        if split not in self.writers:
+            self.writers[split] = tf.summary.create_file_writer(
+                str(self.folder / split)
+            )
+        with self.writers[split].as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def flush(self):
+        for writer in self.writers.values():
+            writer.flush()
