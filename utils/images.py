@@ -6,8 +6,6 @@ killed run never leaves a half-written image behind.
 """
 
 import io
-import os
-import uuid
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -15,25 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from utils.files import atomic_write_bytes
+
 WHITE = 255
 TEXT_COLOR = (20, 20, 20)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to path so readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target: os.replace is only atomic within one filesystem.
-    # A unique name opened with "xb" (not mkstemp, which forces mode 0600) so the
-    # image gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def step_filename(prefix: str, step: int, ext: str) -> str:

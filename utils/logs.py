@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from utils.run_folder import write_atomic
+from utils.files import atomic_write_bytes
 
 
 class CsvLog:
@@ -23,7 +23,7 @@ class CsvLog:
         self.rows = []
         kept = self._rows_up_to(resume_step) if self.path.exists() else []
         lines = [",".join(self.columns)] + [",".join(row) for row in kept]
-        write_atomic(self.path, "\n".join(lines) + "\n")
+        atomic_write_bytes(self.path, "\n".join(lines) + "\n", durable=True)
         self.file = open(self.path, "a", newline="")
 
     def _rows_up_to(self, last_step):
@@ -33,7 +33,7 @@ class CsvLog:
             if header != self.columns:
                 # Same experiment (params.json agreed) but another layout: keep the
                 # old file rather than mixing columns.
-                os.replace(self.path, self.path.with_suffix(".old.csv"))
+                os.replace(self.path, _unused(self.path))
                 return []
             # A row cut short by a kill has too few fields: it is dropped.
             return [
@@ -58,6 +58,13 @@ class CsvLog:
     def close(self):
         self.flush()
         self.file.close()
+
+
+def _unused(path):
+    n = 1
+    while (old := path.with_suffix(f".old{n}.csv")).exists():
+        n += 1
+    return old
 
 
 def _is_number(text):

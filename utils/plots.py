@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from utils.images import atomic_write_bytes
+from utils.files import atomic_write_bytes
 
 TRAIN_COLOR, VALIDATION_COLOR, CAPACITY_COLOR = "tab:blue", "tab:orange", "tab:green"
 

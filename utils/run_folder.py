@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from utils.files import atomic_write_bytes
+
 # Parameters that may change when a run is resumed: they say how long and how
 # often, not what is trained. Anything else differing is a different experiment.
 RESUMABLE_CHANGES = {
@@ -53,17 +55,6 @@ def unused_name(predictions, base):
         n += 1
         name = f"{base}-{n}"
     return name
-
-
-def write_atomic(path, text):
-    """Write through a temporary file, so a kill leaves the old file or the new."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunLock:
@@ -124,9 +115,8 @@ def saved_parameters(folder, p):
 
 def record_parameters(folder, p, params_file):
     """Save params.json, and a copy of params.py the first time."""
-    write_atomic(
-        Path(folder) / "params.json", json.dumps(p, indent=2, sort_keys=True) + "\n"
-    )
+    text = json.dumps(p, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(Path(folder) / "params.json", text, durable=True)
     copy = Path(folder) / "params.py"
     if not copy.exists():
         shutil.copyfile(params_file, copy)
