@@ -3,6 +3,8 @@
 Shapes use B for the batch, L for `latent_size`, S for `image_size`, C for channels.
 """
 
+from dataclasses import dataclass, fields
+
 import keras
 import tensorflow as tf
 
@@ -78,28 +80,24 @@ def objective(reconstruction, kl, step, cfg):
     return reconstruction + beta * kl, beta
 
 
+@dataclass(frozen=True)
 class ObjectiveSettings:
-    """The plain numbers `objective` needs, taken from the run's parameters."""
+    """The plain numbers `objective` needs; field names match params.py."""
 
-    def __init__(
-        self,
-        objective="beta",
-        beta=1.0,
-        beta_schedule="constant",
-        beta_start=1.0,
-        beta_steps=1,
-        gamma=1000.0,
-        capacity_max=25.0,
-        capacity_steps=100_000,
-        reconstruction_loss="squared_error",
-    ):
-        self.objective, self.beta, self.beta_schedule = objective, beta, beta_schedule
-        self.beta_start, self.beta_steps = beta_start, beta_steps
-        self.gamma, self.capacity_max = gamma, capacity_max
-        self.capacity_steps, self.reconstruction_loss = (
-            capacity_steps,
-            reconstruction_loss,
-        )
+    objective: str = "beta"
+    beta: float = 1.0
+    beta_schedule: str = "constant"
+    beta_start: float = 1.0
+    beta_steps: int = 1
+    gamma: float = 1000.0
+    capacity_max: float = 25.0
+    capacity_steps: int = 100_000
+    reconstruction_loss: str = "squared_error"
+
+    @classmethod
+    def of(cls, values):
+        """The settings among a larger dict of parameters."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
     @property
     def schedule_name(self):

@@ -7,6 +7,7 @@
 run_name = None  # folder under predictions/; None: named from the parameters, never reusing one; an existing name resumes that run
 mode = "train"  # train | evaluate (disentanglement metrics) | analyze (latent analysis) | compare (runs side by side)
 seed = 0  # seeds weights, sampling and data order: the same seed gives the same run
+predictions_dir = "predictions"  # where run folders are written, relative to this repo unless absolute
 
 # --- data
 dataset = "celeba"  # celeba | dsprites (dsprites needs no download: it is generated when absent)

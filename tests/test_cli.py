@@ -113,8 +113,8 @@ def test_invalid_values_are_named(argv, message):
 
 
 def test_main_rejects_bad_parameters_before_any_work(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(main, "PREDICTIONS", tmp_path / "predictions")
-    assert main.main(["--beta=-1", "--latent_size=0"]) == 2
+    out = f"--predictions_dir={tmp_path / 'predictions'}"
+    assert main.main(["--beta=-1", "--latent_size=0", out]) == 2
     err = capsys.readouterr().err
     assert "beta=-1.0" in err and "latent_size=0" in err
     assert not (tmp_path / "predictions").exists()

@@ -65,8 +65,9 @@ def validate(p):
             f"run_name={run_name!r} must be a folder name of letters, "
             "digits and . _ = + - (no slashes)"
         )
-    if not isinstance(p.get("data_dir"), str) or not p.get("data_dir"):
-        errors.append(f"data_dir={p.get('data_dir')!r} must be a path")
+    for name in ("data_dir", "predictions_dir"):
+        if not isinstance(p.get(name), str) or not p.get(name):
+            errors.append(f"{name}={p.get(name)!r} must be a path")
     errors += _layer_errors(p)
     return errors
 

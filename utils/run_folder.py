@@ -26,6 +26,7 @@ RESUMABLE_CHANGES = {
     "run_name",
     "early_stopping_patience",
     "data_dir",
+    "predictions_dir",
     "strategy",
     "steps_per_call",
 }
