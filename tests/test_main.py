@@ -1,0 +1,163 @@
+"""End to end: `python main.py` on a small CelebA-layout folder, every artifact,
+resume, and the refusals that protect earlier runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = [
+    "--dataset=celeba", "--image_size=32", "--latent_size=4", "--batch_size=8",
+    "--conv_layers=[[8,4,2],[8,4,2],[8,4,2],[8,4,2]]", "--dense_layers=[[32]]",
+    "--validation_batches=2", "--seed=3",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def celeba_dir(tmp_path_factory):
+    """120 aligned-size JPEGs (coloured discs on a background) and the official
+    partition file: 80 train, 20 validation, 20 test."""
+    folder = tmp_path_factory.mktemp("celeba")
+    images = folder / "img_align_celeba"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:218, :178]
+    lines = []
+    for i in range(1, 121):
+        picture = np.empty((218, 178, 3), np.uint8)
+        picture[:] = rng.integers(0, 255, 3)
+        cy, cx, r = rng.integers(70, 150), rng.integers(50, 130), rng.integers(15, 40)
+        picture[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
+        name = f"{i:06d}.jpg"
+        Image.fromarray(picture).save(images / name, quality=90)
+        lines.append(f"{name} {0 if i <= 80 else 1 if i <= 100 else 2}")
+    (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def run_main(*args, cwd=None):
+    """`python main.py ARGS` in a fresh process, from a directory other than the
+    repo (outputs must not depend on the working directory)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *args],
+        cwd=cwd or "/", capture_output=True, text=True, timeout=600,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    return result
+
+
+def read_csv(path):
+    lines = path.read_text().strip().splitlines()
+    header = lines[0].split(",")
+    return header, [
+        dict(zip(header, line.split(","), strict=True)) for line in lines[1:]
+    ]
+
+
+def test_training_writes_every_artifact(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    result = run_main(
+        *SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}",
+        "--run_name=e2e", "--num_steps=30", "--validation_step=10",
+        "--plot_step=15", "--checkpoint_step=10",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "e2e"
+    params = json.loads((run / "params.json").read_text())
+    assert params["latent_size"] == 4 and params["run_name"] == "e2e"
+    assert (run / "params.py").read_text() == (REPO / "params.py").read_text()
+
+    header, rows = read_csv(run / "log.csv")
+    assert header[:5] == ["step", "loss", "reconstruction_loss", "kl", "beta"]
+    assert header[5:] == [f"kl_z{i}" for i in range(4)]
+    assert [int(r["step"]) for r in rows] == list(range(1, 31))
+    first, last = rows[0], rows[-1]
+    assert float(last["reconstruction_loss"]) < float(first["reconstruction_loss"])
+    kl_sum = sum(float(last[f"kl_z{i}"]) for i in range(4))
+    assert kl_sum == pytest.approx(float(last["kl"]), rel=1e-3)
+    _, validation = read_csv(run / "validation.csv")
+    assert [int(r["step"]) for r in validation] == [10, 20, 30]
+
+    assert list((run / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert list((run / "tensorboard" / "validation").glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "latest" / "checkpoint").exists()
+    assert (run / "checkpoints" / "best" / "checkpoint").exists()
+    composites = sorted(p.name for p in (run / "composites").iterdir())
+    assert composites == ["step_0000015.jpg", "step_0000030.jpg"]
+    traversals = sorted(p.name for p in (run / "traversals").iterdir())
+    assert traversals == ["traversal_0000015.png", "traversal_0000030.png"]
+    composite = iio.imread(run / "composites" / "step_0000030.jpg")
+    assert composite.ndim == 3 and composite.shape[1] >= 16 * 32
+    assert len(iio.imread(run / "training.gif", index=None)) == 2
+    for name in ("loss_curves.png", "kl_per_latent.png"):
+        assert iio.imread(run / name).shape[0] > 100
+    assert not list(run.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    common = [
+        *SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}",
+        "--validation_step=10", "--plot_step=100", "--checkpoint_step=10",
+    ]  # fmt: skip
+    straight = run_main(*common, "--run_name=straight", "--num_steps=30")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = run_main(*common, "--run_name=resumed", "--num_steps=20")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_main(*common, "--run_name=resumed", "--num_steps=30")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming" in second.stdout
+
+    _, resumed = read_csv(out / "resumed" / "log.csv")
+    _, uninterrupted = read_csv(out / "straight" / "log.csv")
+    assert [int(r["step"]) for r in resumed] == list(range(1, 31))  # no gap, no dup
+    # Same data order, noise and optimizer state: the same numbers as one long run.
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+
+    def files():  # all but the lock, which a process takes to read the run
+        return {
+            p: p.stat().st_mtime_ns
+            for p in (out / "resumed").rglob("*")
+            if p.name != ".lock"
+        }
+
+    before = files()
+    again = run_main(*common, "--run_name=resumed", "--num_steps=30")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert files() == before
+
+
+def test_an_existing_run_is_never_overwritten(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    common = [*SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}"]
+    first = run_main(*common, "--num_steps=2", "--plot_step=100")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_main(*common, "--num_steps=2", "--plot_step=100")
+    assert second.returncode == 0, second.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["celeba_beta1_seed3", "celeba_beta1_seed3-2"]
+
+    # The same name with another experiment's parameters is refused.
+    clash = run_main(*common, "--run_name=celeba_beta1_seed3", "--beta=4")
+    assert clash.returncode == 2
+    assert "beta: 1.0 → 4.0" in clash.stderr
+
+
+def test_missing_celeba_says_where_it_looked_and_what_to_do(tmp_path):
+    result = run_main(
+        "--dataset=celeba",
+        f"--data_dir={tmp_path / 'nowhere'}",
+        f"--predictions_dir={tmp_path / 'predictions'}",
+    )
+    assert result.returncode == 2
+    assert str(tmp_path / "nowhere") in result.stderr
+    assert "--dataset=dsprites" in result.stderr
+    assert not (tmp_path / "predictions").exists()
