@@ -27,6 +27,13 @@ from utils.data import (  # noqa: E402
     load_source,
     to_float,
 )
+from utils.distribute import (  # noqa: E402
+    StrategyError,
+    discard_worker_checkpoints,
+    is_chief,
+    make_strategy,
+    worker_checkpoint_dir,
+)
 from utils.images import save_gif  # noqa: E402
 from utils.logs import CsvLog, TensorBoard  # noqa: E402
 from utils.plots import read_log_csv, save_kl_bars, save_loss_curves  # noqa: E402
@@ -58,25 +65,29 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        # Before any other TensorFlow op: a multi-worker strategy starts a server.
+        strategy = make_strategy(p["strategy"])
         # The data is found (or its absence reported) before anything is written.
         source = load_source(
             p["dataset"], REPO / p["data_dir"], p["image_size"], p["crop_size"]
         )
         print(f"Data: {source.source}")
-        return train(p, source, Path(params.__file__))
-    except (DataNotFound, RunFolderError) as error:
+        return train(p, source, strategy, Path(params.__file__))
+    except (DataNotFound, RunFolderError, StrategyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def train(p, source, params_file):
+def train(p, source, strategy, params_file):
     # --- run folder: a new one, or the named run resumed; never another run's files
     predictions = REPO / p["predictions_dir"]
     run_name = p["run_name"] or unused_name(predictions, default_run_name(p))
     p = {**p, "run_name": run_name}
     folder = predictions / run_name
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(folder).acquire()
+    chief = is_chief(strategy)  # only the chief writes into the run folder
+    if chief:
+        folder.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(folder).acquire() if chief else None
     try:
         saved_parameters(folder, p)  # raises if the folder holds another experiment
         done = latest_checkpoint_step(folder / "checkpoints")
@@ -86,16 +97,18 @@ def train(p, source, params_file):
                 f"{p['num_steps']}): nothing to do. Raise --num_steps to train longer."
             )
             return 0
-        record_parameters(folder, p, params_file)
-        return train_loop(p, source, folder, resume_step=done)
+        if chief:
+            record_parameters(folder, p, params_file)
+        return train_loop(p, source, strategy, folder, resume_step=done)
     finally:
-        lock.release()
+        if lock:
+            lock.release()
 
 
-def train_loop(p, source, folder, resume_step):
+def train_loop(p, source, strategy, folder, resume_step):
     print(f"{'Resuming' if resume_step else 'Starting'} {p['run_name']} → {folder}")
     keras.utils.set_random_seed(p["seed"])
-    strategy = tf.distribute.get_strategy()  # one device
+    chief = is_chief(strategy)
 
     # --- data: batches are a pure function of the step, so a resume continues them
     test_images = to_float(
@@ -120,7 +133,9 @@ def train_loop(p, source, folder, resume_step):
         best_validation_loss = tf.Variable(np.inf, dtype=tf.float64)
         validations_without_improvement = tf.Variable(0, dtype=tf.int64)
     checkpoints = Checkpoints(
-        folder / "checkpoints", model=model, optimizer=optimizer, step=step,
+        folder / "checkpoints",
+        worker_checkpoint_dir(folder / "checkpoints", strategy),
+        model=model, optimizer=optimizer, step=step,
         best_validation_loss=best_validation_loss,
         validations_without_improvement=validations_without_improvement,
     )  # fmt: skip
@@ -134,17 +149,23 @@ def train_loop(p, source, folder, resume_step):
     # --- logs: stable column names, which become CSV headers and TensorBoard tags
     scalars = ["loss", "reconstruction_loss", "kl", cfg.schedule_name]
     latents = [f"kl_z{i}" for i in range(p["latent_size"])]
-    log = CsvLog(folder / "log.csv", ["step", *scalars, *latents], resume_step)
     validation_columns = ["step", "loss", "reconstruction_loss", "kl"]
-    validation_log = CsvLog(folder / "validation.csv", validation_columns, resume_step)
-    tensorboard = TensorBoard(folder / "tensorboard")
+    if chief:
+        log = CsvLog(folder / "log.csv", ["step", *scalars, *latents], resume_step)
+        validation_log = CsvLog(
+            folder / "validation.csv", validation_columns, resume_step
+        )
+        tensorboard = TensorBoard(folder / "tensorboard")
+    else:
+        log = validation_log = tensorboard = NoLog()
 
     def save(best=False):
         # Logs first: every row up to the checkpoint's step is on disk before it.
         log.flush()
         validation_log.flush()
         tensorboard.flush()
-        checkpoints.save(current, best=best)
+        checkpoints.save(current, best=best)  # every worker takes part
+        discard_worker_checkpoints(folder / "checkpoints", strategy)
 
     # --- the loop
     stop = StopRequest()
@@ -195,7 +216,7 @@ def train_loop(p, source, folder, resume_step):
             reason = reason if final else f"stopped by {stop.requested}"
         if current % p["checkpoint_step"] == 0 or final or stop.requested:
             save()
-        if current % p["plot_step"] == 0 or final or stop.requested:
+        if chief and (current % p["plot_step"] == 0 or final or stop.requested):
             visualize.save_step_images(model, test_images, folder, current)
         if final or stop.requested:
             break
@@ -206,8 +227,9 @@ def train_loop(p, source, folder, resume_step):
     print(f"Step {current}: {reason} ({minutes:.1f} min in this session)")
 
     # --- final artifacts: what a user opens first
-    write_final_artifacts(model, source, folder)
-    print(f"Wrote {folder}")
+    if chief:
+        write_final_artifacts(model, source, folder)
+        print(f"Wrote {folder}")
     return 0
 
 
@@ -233,6 +255,21 @@ def write_final_artifacts(model, source, folder):
     z_mean, z_log_var = visualize.encode_means(model, images)
     kl = visualize.kl_per_latent_of(z_mean, z_log_var)
     save_kl_bars(folder / "kl_per_latent.png", kl)
+
+
+class NoLog:
+    """What a non-chief worker logs to: nothing (the chief logs the same values)."""
+
+    def append(self, values):
+        pass
+
+    def write(self, split, step, values):
+        pass
+
+    def flush(self):
+        pass
+
+    close = flush
 
 
 class StopRequest:

@@ -5,7 +5,7 @@
 
 # --- run
 run_name = None  # folder under predictions/; None: named from the parameters, never reusing one; an existing name resumes that run
-mode = "train"  # train | evaluate (disentanglement metrics) | analyze (latent analysis) | compare (runs side by side)
+mode = "train"  # train
 seed = 0  # seeds weights, sampling and data order: the same seed gives the same run
 predictions_dir = "predictions"  # where run folders are written, relative to this repo unless absolute
 
@@ -48,6 +48,9 @@ batch_size = 64  # global batch, split across devices when there are several
 learning_rate = 5e-4  # Adam step size
 adam_beta_1 = 0.5  # Adam's first-moment decay, as the original
 num_steps = 100_000  # training steps in total; raise it and rerun the same run_name to train longer
+
+# --- devices
+strategy = "auto"  # auto: one device, or all local GPUs when several | mirrored: all local GPUs | multi_worker: the machines in TF_CONFIG
 
 # --- validation, checkpoints and logs
 validation_step = 500  # steps between validation losses on the held-out split

@@ -19,28 +19,29 @@ def latest_checkpoint_step(folder):
 
 
 class Checkpoints:
-    def __init__(self, folder, **trackables):
+    def __init__(self, folder, write_folder=None, **trackables):
+        """Restore from `folder`; save into `write_folder` (default `folder`), which
+        differs only for the non-chief workers of a multi-worker run."""
+        self.folder = Path(folder)
+        write_folder = Path(write_folder or folder)
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.latest = tf.train.CheckpointManager(
-            self.checkpoint, str(folder / "latest"), max_to_keep=2
+            self.checkpoint, str(write_folder / "latest"), max_to_keep=2
         )
         self.best = tf.train.CheckpointManager(
-            self.checkpoint, str(folder / "best"), max_to_keep=1
+            self.checkpoint, str(write_folder / "best"), max_to_keep=1
         )
 
     def restore(self, which="latest"):
         """Load the latest (or best) checkpoint; False when there is none."""
-        manager = self.best if which == "best" else self.latest
-        if manager.latest_checkpoint is None:
+        path = tf.train.latest_checkpoint(str(self.folder / which))
+        if path is None:
             return False
-        self.checkpoint.restore(
-            manager.latest_checkpoint
-        ).assert_existing_objects_matched()
+        self.checkpoint.restore(path).assert_existing_objects_matched()
         return True
 
     def latest_step(self):
-        path = self.latest.latest_checkpoint
-        return int(path.rsplit("-", 1)[1]) if path else 0
+        return latest_checkpoint_step(self.folder)
 
     def save(self, step, best=False):
         (self.best if best else self.latest).save(checkpoint_number=step)

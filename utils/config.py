@@ -3,9 +3,10 @@
 import re
 
 from models import BETA_SCHEDULES, OBJECTIVES, RECONSTRUCTION_LOSSES, check_image_size
+from utils.distribute import STRATEGIES
 
 DATASETS = ("celeba", "dsprites")
-MODES = ("train", "evaluate", "analyze", "compare")
+MODES = ("train",)
 ACTIVATIONS = ("leaky_relu", "relu")
 CHOICES = {
     "dataset": DATASETS,
@@ -14,6 +15,7 @@ CHOICES = {
     "reconstruction_loss": RECONSTRUCTION_LOSSES,
     "objective": OBJECTIVES,
     "beta_schedule": BETA_SCHEDULES,
+    "strategy": STRATEGIES,
 }
 # name: smallest allowed value
 AT_LEAST = {
@@ -58,6 +60,11 @@ def validate(p):
     if not (isinstance(beta_1, int | float) and 0 <= beta_1 < 1):
         errors.append(f"adam_beta_1={beta_1!r} must be in [0, 1)")
     run_name = p.get("run_name")
+    if p.get("strategy") == "multi_worker" and run_name is None:
+        errors.append(
+            "strategy=multi_worker needs an explicit --run_name, so that "
+            "every worker writes to and resumes from the same run"
+        )
     if run_name is not None and not (
         isinstance(run_name, str) and RUN_NAME.match(run_name)
     ):
