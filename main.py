@@ -6,6 +6,7 @@ training loop → final artifacts, all written into predictions/<run_name>/.
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,9 @@ from tqdm import tqdm  # noqa: E402
 
 from models import BetaVAE, ObjectiveSettings  # noqa: E402
 from utils import cli, config, visualize  # noqa: E402
+from utils.analysis import analyze  # noqa: E402
 from utils.checkpoints import Checkpoints, latest_checkpoint_step  # noqa: E402
+from utils.compare import compare_runs  # noqa: E402
 from utils.data import (  # noqa: E402
     DataNotFound,
     distributed_batches,
@@ -34,15 +37,18 @@ from utils.distribute import (  # noqa: E402
     make_strategy,
     worker_checkpoint_dir,
 )
+from utils.evaluate import evaluate_metrics  # noqa: E402
 from utils.images import save_gif  # noqa: E402
 from utils.logs import CsvLog, TensorBoard  # noqa: E402
 from utils.plots import read_log_csv, save_kl_bars, save_loss_curves  # noqa: E402
 from utils.run_folder import (  # noqa: E402
+    RESUMABLE_CHANGES,
     RunFolderError,
     RunLock,
+    check_same_experiment,
     default_run_name,
+    load_parameters,
     record_parameters,
-    saved_parameters,
     unused_name,
 )
 from utils.steps import make_steps  # noqa: E402
@@ -56,14 +62,30 @@ def main(argv=None):
     import params
 
     specs = cli.read_params(params)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        p, _ = cli.parse_command_line(specs, argv)
-        errors = config.validate(p)
+        p, overrides = cli.parse_command_line(specs, argv)
+        runs = cli.sweep(overrides)
+        if p["mode"] in ("evaluate", "analyze"):
+            p = parameters_of_run(p, overrides)
+        errors = [e for run in runs for e in config.validate({**p, **run})]
         if errors:
+            errors = list(dict.fromkeys(errors))
             raise cli.UsageError("invalid parameters:\n  " + "\n  ".join(errors))
-    except cli.UsageError as error:
+    except (cli.UsageError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if len(runs) > 1:
+        return train_sweep(runs, [k for k, v in overrides.items() if v != runs[0][k]])
+    if p["mode"] == "compare":
+        names = p["run_name"].split(",") if p["run_name"] else None
+        try:
+            page = compare_runs(REPO / p["predictions_dir"], names)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"Wrote {page}")
+        return 0
     try:
         # Before any other TensorFlow op: a multi-worker strategy starts a server.
         strategy = make_strategy(p["strategy"])
@@ -72,10 +94,45 @@ def main(argv=None):
             p["dataset"], REPO / p["data_dir"], p["image_size"], p["crop_size"]
         )
         print(f"Data: {source.source}")
-        return train(p, source, strategy, Path(params.__file__))
+        if p["mode"] == "train":
+            return train(p, source, strategy, Path(params.__file__))
+        return inspect_run(p, source)
     except (DataNotFound, RunFolderError, StrategyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def train_sweep(runs, swept):
+    """Several values for some parameters (`swept`): one run per combination, one
+    after the other, each in its own process and run folder."""
+    for number, overrides in enumerate(runs, 1):
+        overrides = dict(overrides)
+        if overrides.get("run_name"):  # else named from the parameters
+            suffix = "_".join(f"{k}{overrides[k]}" for k in swept)
+            overrides["run_name"] = f"{overrides['run_name']}_{suffix}"
+        args = [cli.as_argument(k, v) for k, v in overrides.items()]
+        print(f"--- sweep run {number}/{len(runs)}: {' '.join(args)}")
+        code = subprocess.run([sys.executable, __file__, *args]).returncode
+        if code:
+            print(f"error: sweep run {number} failed (exit {code})", file=sys.stderr)
+            return code
+    return 0
+
+
+def parameters_of_run(p, overrides):
+    """evaluate/analyze an existing run with the parameters it was trained with."""
+    if not p["run_name"]:
+        raise RunFolderError(f"--mode={p['mode']} needs --run_name=<run>")
+    predictions = REPO / p["predictions_dir"]
+    saved = load_parameters(predictions / p["run_name"])
+    if saved is None:
+        runs = sorted(f.parent.name for f in predictions.glob("*/params.json"))
+        raise RunFolderError(
+            f"no run {p['run_name']!r} in {predictions} "
+            f"(runs there: {', '.join(runs) or 'none'})"
+        )
+    kept = {k: v for k, v in overrides.items() if k in RESUMABLE_CHANGES}
+    return {**saved, **kept, "mode": p["mode"]}
 
 
 def train(p, source, strategy, params_file):
@@ -89,7 +146,8 @@ def train(p, source, strategy, params_file):
         folder.mkdir(parents=True, exist_ok=True)
     lock = RunLock(folder).acquire() if chief else None
     try:
-        saved_parameters(folder, p)  # raises if the folder holds another experiment
+        # Refuse a folder that holds another experiment.
+        check_same_experiment(load_parameters(folder), p, folder)
         done = latest_checkpoint_step(folder / "checkpoints")
         if done >= p["num_steps"]:
             print(
@@ -229,8 +287,51 @@ def train_loop(p, source, strategy, folder, resume_step):
     # --- final artifacts: what a user opens first
     if chief:
         write_final_artifacts(model, source, folder)
+        if p["dataset"] == "dsprites" and p["metrics_at_end"]:
+            evaluate_metrics(model.encoder, source, folder, step=current)
         print(f"Wrote {folder}")
     return 0
+
+
+def inspect_run(p, source):
+    """--mode=evaluate (disentanglement metrics) or analyze (what each latent does)
+    on a trained run's latest checkpoint, written into its folder."""
+    folder = REPO / p["predictions_dir"] / p["run_name"]
+    if p["mode"] == "evaluate" and p["dataset"] != "dsprites":
+        raise RunFolderError(
+            f"the metrics need ground-truth factors, which {p['dataset']} does not "
+            "have: evaluate a dSprites run, or use --mode=analyze"
+        )
+    lock = RunLock(folder).acquire()  # not while it is training
+    try:
+        model = build_model(p, source.image_shape)
+        if not Checkpoints(folder / "checkpoints", model=model).restore():
+            raise RunFolderError(f"run {p['run_name']} has no checkpoint yet")
+        step = latest_checkpoint_step(folder / "checkpoints")
+        print(f"{p['mode'].capitalize()} {p['run_name']} at step {step}")
+        if p["mode"] == "evaluate":
+            evaluate_metrics(model.encoder, source, folder, step=step)
+        else:
+            analyze_run(model, source, folder)
+    finally:
+        lock.release()
+    print(f"Wrote {folder}")
+    return 0
+
+
+def analyze_run(model, source, folder):
+    images = to_float(source.read(fixed_indices(source.splits["test"], 1000)))
+    summary = analyze(
+        lambda x: visualize.encode_means(model, x),
+        lambda z: np.asarray(model.decode(z)),
+        np.asarray(images),
+        folder,
+    )
+    print(
+        f"{summary['active_latents']} active latents (KL > "
+        f"{summary['active_threshold']} nats); most informative: "
+        + ", ".join(f"z{i}" for i in summary["top_latents"])
+    )
 
 
 def build_model(p, image_shape):

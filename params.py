@@ -5,7 +5,7 @@
 
 # --- run
 run_name = None  # folder under predictions/; None: named from the parameters, never reusing one; an existing name resumes that run
-mode = "train"  # train
+mode = "train"  # train | evaluate (disentanglement metrics, dSprites) | analyze (what each latent does) | compare (runs side by side)
 seed = 0  # seeds weights, sampling and data order: the same seed gives the same run
 predictions_dir = "predictions"  # where run folders are written, relative to this repo unless absolute
 
@@ -61,6 +61,7 @@ early_stopping_patience = (
 checkpoint_step = (
     500  # steps between checkpoints of the latest state (resume starts from the last)
 )
+metrics_at_end = True  # dSprites: compute the disentanglement metrics when training ends
 plot_step = 1000  # steps between composite images and latent traversals
 log_step = 1  # steps between rows of log.csv and TensorBoard scalars
 

@@ -37,7 +37,9 @@ class Checkpoints:
         path = tf.train.latest_checkpoint(str(self.folder / which))
         if path is None:
             return False
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        status = self.checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+        status.expect_partial()  # a model-only restore leaves the optimizer unread
         return True
 
     def latest_step(self):

@@ -84,12 +84,20 @@ def _type_example(name, params):
 
 
 def _typed(name, text, example):
+    """The value of `--name=text`, of the type of `example`. A comma-separated list
+    of values (`--beta=1,4,16`) is a tuple: a sweep, one run per value."""
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         value = text  # a bare word such as dsprites
     if text.lower() in ("true", "false"):
         value = text.lower() == "true"
+    if isinstance(value, tuple) and not isinstance(example, str):
+        return tuple(_conform(name, repr(v), v, example) for v in value)
+    return _conform(name, text, value, example)
+
+
+def _conform(name, text, value, example):
     if value is None or example is None:
         return value
     if isinstance(example, bool) != isinstance(value, bool):
@@ -107,6 +115,21 @@ def _typed(name, text, example):
     if isinstance(example, str) and not isinstance(value, str):
         return text
     return value
+
+
+def sweep(overrides):
+    """Each combination of the swept values (tuples) as a plain overrides dict;
+    a single combination when nothing is swept."""
+    swept = {k: v for k, v in overrides.items() if isinstance(v, tuple)}
+    combinations = [{}]
+    for name, values in swept.items():
+        combinations = [{**c, name: v} for c in combinations for v in values]
+    return [{**overrides, **c} for c in combinations]
+
+
+def as_argument(name, value):
+    """`--name=value` that parses back to `value`."""
+    return f"--{name}={value!r}" if not isinstance(value, str) else f"--{name}={value}"
 
 
 def resolve(params, overrides):

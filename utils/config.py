@@ -6,7 +6,7 @@ from models import BETA_SCHEDULES, OBJECTIVES, RECONSTRUCTION_LOSSES, check_imag
 from utils.distribute import STRATEGIES
 
 DATASETS = ("celeba", "dsprites")
-MODES = ("train",)
+MODES = ("train", "evaluate", "analyze", "compare")
 ACTIVATIONS = ("leaky_relu", "relu")
 CHOICES = {
     "dataset": DATASETS,
@@ -48,6 +48,9 @@ def validate(p):
     for name, allowed in CHOICES.items():
         if p.get(name) not in allowed:
             errors.append(f"{name}={p.get(name)!r} is not one of {', '.join(allowed)}")
+    for name in ("metrics_at_end",):
+        if not isinstance(p.get(name), bool):
+            errors.append(f"{name}={p.get(name)!r} must be True or False")
     for name, low in AT_LEAST.items():
         value = p.get(name)
         kind = int if isinstance(low, int) else (int, float)

@@ -22,6 +22,7 @@ RESUMABLE_CHANGES = {
     "checkpoint_step",
     "plot_step",
     "log_step",
+    "metrics_at_end",
     "mode",
     "run_name",
     "early_stopping_patience",
@@ -91,27 +92,29 @@ class RunLock:
             self.file = None
 
 
-def saved_parameters(folder, p):
-    """The parameters saved in `folder`, or None for a new run. Raises
-    RunFolderError if they describe a different experiment than `p`."""
+def load_parameters(folder):
+    """The parameters saved in a run folder, or None if it has none."""
     path = Path(folder) / "params.json"
-    saved = json.loads(path.read_text()) if path.exists() else None
-    if saved is not None:
-        differing = sorted(
-            k
-            for k in set(saved) | set(p)
-            if k not in RESUMABLE_CHANGES and _normal(saved.get(k)) != _normal(p.get(k))
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def check_same_experiment(saved, p, folder):
+    """Raise RunFolderError if the saved parameters describe another experiment
+    than `p` (beyond how long and how often: RESUMABLE_CHANGES)."""
+    if saved is None:
+        return
+    differing = sorted(
+        k
+        for k in set(saved) | set(p)
+        if k not in RESUMABLE_CHANGES and _normal(saved.get(k)) != _normal(p.get(k))
+    )
+    if differing:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} → {p.get(k)!r}" for k in differing)
+        raise RunFolderError(
+            f"run {Path(folder).name} exists with other parameters ({changes}). "
+            "Resuming it would mix two experiments: pick a new --run_name, or rerun "
+            "with the saved values (see its params.json)."
         )
-        if differing:
-            changes = ", ".join(
-                f"{k}: {saved.get(k)!r} → {p.get(k)!r}" for k in differing
-            )
-            raise RunFolderError(
-                f"run {Path(folder).name} exists with other parameters ({changes}). "
-                "Resuming it would mix two experiments: pick a new --run_name, or "
-                "rerun with the saved values (see its params.json)."
-            )
-    return saved
 
 
 def record_parameters(folder, p, params_file):

@@ -1,0 +1,387 @@
+"""CelebA loader on tiny folders in the official layout, written by the tests.
+
+CelebA itself is never downloaded: every image here is synthetic.
+"""
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, JpegImagePlugin
+
+from utils import image_cache
+from utils.celeba import CelebANotFound, load_celeba
+from utils.image_cache import preprocess_image
+
+WIDTH, HEIGHT = 178, 218  # CelebA's aligned images
+COUNT = 30
+CODES = [(0, 0, 0, 1, 2)[i % 5] for i in range(COUNT)]  # 18 train, 6 val, 6 test
+
+
+def centre_colour(i: int) -> tuple:
+    return ((i * 53) % 200 + 30, (i * 97) % 200 + 30, (i * 31) % 200 + 30)
+
+
+def framed_image(i: int, margin: int = 2, size=(WIDTH, HEIGHT)) -> Image.Image:
+    # Border in the complementary colour; the centre 128×128 (plus `margin` px, for
+    # JPEG edges and the draft path's 1 px rounding) in centre_colour(i).
+    colour = centre_colour(i)
+    image = Image.new("RGB", size, tuple(255 - c for c in colour))
+    left, top = (size[0] - 128) // 2 - margin, (size[1] - 128) // 2 - margin
+    side = 128 + 2 * margin
+    image.paste(colour, (left, top, left + side, top + side))
+    return image
+
+
+def jpeg_bytes(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, **options)
+    return buffer.getvalue()
+
+
+def write_celeba(root: Path, files: dict, layout="folder", partition=None) -> Path:
+    """files: name → bytes, written in the official folder or zip layout."""
+    root.mkdir(parents=True, exist_ok=True)
+    if layout == "folder":
+        folder = root / "img_align_celeba"
+        folder.mkdir()
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+    else:
+        with zipfile.ZipFile(root / "img_align_celeba.zip", "w") as archive:
+            archive.writestr("img_align_celeba/", b"")  # directory entry, as shipped
+            for name, data in files.items():
+                archive.writestr(f"img_align_celeba/{name}", data)
+    if partition is not None:
+        lines = "".join(f"{name} {code}\n" for name, code in partition.items())
+        (root / "list_eval_partition.txt").write_text(lines)
+    return root
+
+
+def standard_files() -> dict:
+    return {f"{i:06d}.jpg": jpeg_bytes(framed_image(i)) for i in range(1, COUNT + 1)}
+
+
+def standard_partition() -> dict:
+    return {f"{i + 1:06d}.jpg": code for i, code in enumerate(CODES)}
+
+
+@pytest.fixture
+def celeba_dir(tmp_path) -> Path:
+    files, partition = standard_files(), standard_partition()
+    return write_celeba(tmp_path / "folder", files, "folder", partition)
+
+
+@pytest.fixture
+def celeba_zip(tmp_path) -> Path:
+    files, partition = standard_files(), standard_partition()
+    return write_celeba(tmp_path / "zip", files, "zip", partition)
+
+
+class Log(list):
+    def __call__(self, message):
+        self.append(message)
+
+    def text(self) -> str:
+        return "\n".join(self)
+
+
+def load(path, **kwargs):
+    kwargs.setdefault("log", Log())
+    return load_celeba(path, **kwargs)
+
+
+def forbid_decoding(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded although a valid cache exists")
+
+    monkeypatch.setattr(image_cache, "preprocess_image", fail)
+
+
+# --- basics ---------------------------------------------------------------------------
+
+
+def test_shape_dtype_and_colours(celeba_dir):
+    data = load(celeba_dir)
+    assert data.name == "celeba" and data.image_shape == (64, 64, 3)
+    assert len(data) == COUNT and data.names[0] == "000001.jpg"
+    batch = data.read(np.arange(COUNT))
+    assert batch.shape == (COUNT, 64, 64, 3) and batch.dtype == np.uint8
+    for row in range(COUNT):  # every pixel is the centre colour: border cropped away
+        difference = np.abs(batch[row].astype(int) - centre_colour(row + 1))
+        assert difference.max() <= 12, (row, difference.max())
+        assert difference.mean() <= 2
+    assert str(celeba_dir) in data.source
+
+
+def test_read_keeps_the_order_given(celeba_dir):
+    data = load(celeba_dir)
+    rows = [7, 2, 7, 29]
+    batch = data.read(rows)
+    for position, row in enumerate(rows):
+        np.testing.assert_array_equal(batch[position], data.read([row])[0])
+    assert data.read([]).shape == (0, 64, 64, 3)
+
+
+def test_folder_and_zip_give_identical_arrays(celeba_dir, celeba_zip):
+    from_folder, from_zip = load(celeba_dir), load(celeba_zip)
+    assert "zip" in from_zip.source and from_folder.names == from_zip.names
+    rows = np.arange(COUNT)
+    np.testing.assert_array_equal(from_folder.read(rows), from_zip.read(rows))
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(from_folder.splits[split], from_zip.splits[split])
+
+
+def test_folder_preferred_over_zip(celeba_dir):
+    write_celeba(celeba_dir, {"000001.jpg": jpeg_bytes(framed_image(1))}, "zip")
+    data = load(celeba_dir)
+    assert len(data) == COUNT
+    assert data.source.startswith(str(celeba_dir / "img_align_celeba") + "/ ")
+
+
+def test_pool_matches_in_process(celeba_dir, tmp_path):
+    other = write_celeba(tmp_path / "other", standard_files(), "folder")
+    rows = np.arange(COUNT)
+    in_process = load(celeba_dir, num_workers=1).read(rows)
+    pooled = load(other, num_workers=2).read(rows)
+    np.testing.assert_array_equal(in_process, pooled)
+
+
+# --- splits ---------------------------------------------------------------------------
+
+
+def test_split_follows_partition_file(celeba_dir):
+    data = load(celeba_dir)
+    for code, split in enumerate(("train", "validation", "test")):
+        expected = [row for row, c in enumerate(CODES) if c == code]
+        assert data.splits[split].dtype == np.int64
+        np.testing.assert_array_equal(data.splits[split], expected)
+    assert [len(data.splits[s]) for s in ("train", "validation", "test")] == [18, 6, 6]
+
+
+def test_deterministic_split_without_partition_file(tmp_path):
+    first = write_celeba(tmp_path / "a", standard_files())
+    second = write_celeba(tmp_path / "b", standard_files())
+    log = Log()
+    a, b = load(first, log=log), load(second)
+    assert "seed" in log.text()
+    sizes = [len(a.splits[s]) for s in ("train", "validation", "test")]
+    assert sizes == [24, 3, 3]
+    together = np.concatenate(list(a.splits.values()))
+    assert sorted(together) == list(range(COUNT))  # disjoint and complete
+    for split in a.splits:
+        np.testing.assert_array_equal(a.splits[split], b.splits[split])
+    assert not np.array_equal(a.splits["test"], [27, 28, 29])  # shuffled, not a tail
+
+
+def test_malformed_partition_file_names_the_line(celeba_dir):
+    path = celeba_dir / "list_eval_partition.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = "000003.jpg train"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"list_eval_partition\.txt, line 3"):
+        load(celeba_dir)
+    path.write_text("000001.jpg 0 extra\n")
+    with pytest.raises(ValueError, match="line 1"):
+        load(celeba_dir)
+
+
+# --- preprocessing --------------------------------------------------------------------
+
+
+def test_centre_crop_is_exact_without_jpeg_losses():
+    # PNG: full decode, exact centre 128×128 (no margin) → exactly the centre colour.
+    buffer = io.BytesIO()
+    framed_image(5, margin=0).save(buffer, "PNG")
+    out = preprocess_image(io.BytesIO(buffer.getvalue()), 64, 128)
+    assert out.shape == (64, 64, 3)
+    assert np.all(out == centre_colour(5))
+
+
+# The reduced decode's crop window: the centre (25, 45, 153, 173) rounded to whole
+# pixels at 1/2 or 1/4 scale (see preprocess_image).
+@pytest.mark.parametrize(
+    "size, draft_size, window",
+    [(64, (89, 109), (26, 46, 154, 174)), (32, (44, 54), (24, 44, 152, 172))],
+)
+def test_jpeg_takes_the_reduced_decode_and_matches_the_full_one(
+    monkeypatch, size, draft_size, window
+):
+    noise = np.random.default_rng(0).integers(0, 256, (HEIGHT // 8, WIDTH // 8, 3))
+    smooth = Image.fromarray(noise.astype(np.uint8)).resize((WIDTH, HEIGHT))
+    data = jpeg_bytes(smooth)
+    with Image.open(io.BytesIO(data)) as image:  # reference: full decode + box
+        full = np.asarray(image.resize((size, size), Image.Resampling.BOX, window))
+    drafts = []
+    original_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        drafts.append(size)
+        return original_draft(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    out = preprocess_image(io.BytesIO(data), size, 128)
+    assert drafts == [draft_size]  # libjpeg decodes at 1/2 or 1/4 size
+    assert np.abs(out.astype(int) - full).mean() < 3  # DCT vs box rounding, chroma
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_resize_is_anti_aliased(fmt):
+    # A 1-px checkerboard must average to mid-grey; nearest neighbour (the original's
+    # resize) would pick same-coloured pixels and give pure black or white.
+    board = ((np.indices((HEIGHT, WIDTH)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    options = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
+    Image.fromarray(board).convert("RGB").save(buffer, fmt, **options)
+    out = preprocess_image(io.BytesIO(buffer.getvalue()), 64, 128).astype(float)
+    assert abs(out.mean() - 127.5) < 10 and out.std() < 10
+
+
+def test_other_sizes_are_centre_cropped_then_resized():
+    image = framed_image(3, margin=0, size=(300, 260))  # bigger than CelebA
+    out = preprocess_image(io.BytesIO(jpeg_bytes(image)), 32, 128)
+    assert out.shape == (32, 32, 3)
+    assert np.abs(out[2:-2, 2:-2].astype(int) - centre_colour(3)).max() <= 12
+    small = Image.new("RGB", (100, 100), (10, 200, 30))  # smaller than the crop
+    out = preprocess_image(io.BytesIO(jpeg_bytes(small)), 64, 128)
+    assert out.shape == (64, 64, 3)
+    assert np.abs(out.astype(int) - (10, 200, 30)).max() <= 6
+
+
+# --- cache ----------------------------------------------------------------------------
+
+
+def test_cache_is_reused_without_decoding(celeba_dir, monkeypatch):
+    first = load(celeba_dir).read(np.arange(COUNT))
+    cache = celeba_dir / "cache" / "celeba_64px_crop128.npy"
+    assert cache.is_file() and cache.with_suffix(".json").is_file()
+    forbid_decoding(monkeypatch)
+    log = Log()
+    again = load(celeba_dir, log=log)
+    assert isinstance(again.images, np.memmap) and again.images.dtype == np.uint8
+    np.testing.assert_array_equal(again.read(np.arange(COUNT)), first)
+    assert "loaded cache" in log.text()
+
+
+def test_cache_rebuilt_when_settings_or_source_change(celeba_dir, monkeypatch):
+    load(celeba_dir)
+    small = load(celeba_dir, image_size=32)
+    assert small.image_shape == (32, 32, 3)
+    assert (celeba_dir / "cache" / "celeba_32px_crop128.npy").is_file()
+    wide = load(celeba_dir, crop_size=148)
+    assert (celeba_dir / "cache" / "celeba_64px_crop148.npy").is_file()
+    assert not np.array_equal(wide.read([0]), load(celeba_dir).read([0]))
+    new = celeba_dir / "img_align_celeba" / "000031.jpg"
+    new.write_bytes(jpeg_bytes(framed_image(31)))
+    assert len(load(celeba_dir)) == COUNT + 1  # folder changed → rebuilt
+    forbid_decoding(monkeypatch)
+    assert len(load(celeba_dir)) == COUNT + 1
+
+
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_interrupted_build_leaves_no_cache(celeba_dir, monkeypatch, num_workers):
+    calls = []
+    real = image_cache.preprocess_image
+
+    def crash_midway(*args):
+        calls.append(1)  # per process: each pool worker has its own copy
+        if len(calls) > 5:
+            raise RuntimeError("simulated crash")
+        return real(*args)
+
+    monkeypatch.setattr(image_cache, "preprocess_image", crash_midway)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        load(celeba_dir, num_workers=num_workers)
+    assert list((celeba_dir / "cache").iterdir()) == []  # no cache, no temp files
+    monkeypatch.setattr(image_cache, "preprocess_image", real)
+    assert len(load(celeba_dir)) == COUNT
+
+
+def test_npy_without_sidecar_is_not_trusted(celeba_dir):
+    cache = celeba_dir / "cache" / "celeba_64px_crop128.npy"
+    cache.parent.mkdir()
+    np.save(cache, np.zeros((COUNT, 64, 64, 3), np.uint8))  # as if killed before commit
+    data = load(celeba_dir)
+    assert data.read([0]).max() > 0
+
+
+# --- missing or broken data -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_not_found_explains_what_to_do(tmp_path, exists):
+    data_dir = tmp_path / "data"
+    if exists:
+        data_dir.mkdir()
+    with pytest.raises(CelebANotFound) as caught:
+        load(data_dir)
+    message = str(caught.value)
+    assert str(data_dir.resolve()) in message and "--dataset=dsprites" in message
+    assert "img_align_celeba.zip" in message and "list_eval_partition.txt" in message
+    assert not (data_dir / "cache").exists()
+
+
+def bad_and_odd_files() -> dict:
+    good = standard_files()
+    files = dict(list(good.items())[:10])
+    whole = good["000011.jpg"]
+    files["000011.jpg"] = whole[: len(whole) // 2]  # truncated JPEG
+    files["000012.jpg"] = b""  # zero bytes
+    files["000013.jpg"] = b"this is not an image\n"
+    png = io.BytesIO()
+    framed_image(14).save(png, "PNG")
+    files["000014.jpg"] = png.getvalue()  # PNG named .jpg
+    files["000015.jpg"] = jpeg_bytes(framed_image(15).convert("L"))  # grayscale
+    files["000016.jpg"] = jpeg_bytes(framed_image(16).convert("CMYK"))
+    files["000017.jpg"] = jpeg_bytes(Image.new("RGB", (100, 100), centre_colour(17)))
+    files["README.txt"] = b"not a candidate"
+    files[".DS_Store"] = b"\0\0\0\1Bud1"
+    return files
+
+
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+def test_bad_files_are_skipped_loudly_and_odd_ones_converted(tmp_path, layout):
+    partition = {f"{i:06d}.jpg": 0 for i in range(1, 21)}  # 000018-20 not on disk
+    root = write_celeba(tmp_path / layout, bad_and_odd_files(), layout, partition)
+    log = Log()
+    data = load(root, log=log)
+    kept = [f"{i:06d}.jpg" for i in [*range(1, 11), 14, 15, 16, 17]]
+    assert data.names == kept
+    warning = next(line for line in log if "WARNING" in line)
+    assert "3 unreadable" in warning
+    assert all(name in warning for name in ("000011", "000012", "000013"))
+    assert "6 name(s) in list_eval_partition.txt are not among" in log.text()
+    batch = data.read(np.arange(len(kept))).astype(int)
+    colours = {name: centre_colour(int(name[:6])) for name in kept}
+    for row in (10, 12, 13):  # PNG-as-.jpg, CMYK, 100×100
+        expected = colours[kept[row]]
+        assert np.abs(batch[row, 4:-4, 4:-4] - expected).mean() < 4, kept[row]
+    gray = batch[11]  # grayscale → RGB with equal channels
+    assert np.all(gray[..., 0] == gray[..., 1]) and np.all(gray[..., 1] == gray[..., 2])
+    log = Log()
+    load(root, log=log)  # from the cache: still says what was skipped
+    assert "3 unreadable" in log.text() and "loaded cache" in log.text()
+
+
+def test_folder_without_usable_images_is_an_error(tmp_path):
+    files = {"000012.jpg": b"", "000013.jpg": b"text\n", "README.txt": b"text\n"}
+    with pytest.raises(ValueError, match="none of the 2 image files"):
+        load(write_celeba(tmp_path / "bad", files))
+    with pytest.raises(ValueError, match="no image files"):
+        load(write_celeba(tmp_path / "empty", {"README.txt": b"x"}))
+
+
+def test_unreadable_zip_and_bad_settings_are_clear_errors(tmp_path):
+    (tmp_path / "img_align_celeba.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        load(tmp_path)
+    with pytest.raises(ValueError, match="image_size"):
+        load(tmp_path, image_size=0)
+
+
+def test_partition_file_matching_no_image_is_an_error(tmp_path):
+    root = write_celeba(tmp_path, standard_files(), partition={"other.jpg": 0})
+    with pytest.raises(ValueError, match="none of its 1 names"):
+        load(root)
