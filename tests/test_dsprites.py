@@ -1,0 +1,343 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils import dsprites
+from utils.dsprites import (
+    FACTOR_SIZES,
+    NUM_IMAGES,
+    OFFICIAL_FILENAME,
+    DSprites,
+    classes_to_index,
+    factor_values,
+    index_to_classes,
+    load_dsprites,
+    render,
+)
+
+# The official animation (Apache-2.0, deepmind/dsprites-dataset), see data/README.md.
+OFFICIAL_GIF = Path(__file__).parent / "data" / "dsprites_official.gif"
+# Mean areas in px measured on the official animation (see REFERENCE.md).
+REFERENCE_AREAS = {0: (100, 368), 1: (76, 288), 2: (58, 226)}  # scale 0.5, scale 1
+
+
+def grid(**fixed):
+    """Every class combination of the named factors, the others fixed (default 0)."""
+    names = ["color", "shape", "scale", "orientation", "pos_x", "pos_y"]
+    axes = [np.atleast_1d(fixed.get(n, 0)) for n in names]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 6)
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def centre_of_mass(image):
+    rows, cols = np.nonzero(image)
+    return cols.mean(), rows.mean()  # x, y
+
+
+# --- index <-> classes
+
+
+def test_known_indices_follow_official_order():
+    assert classes_to_index(np.array([[0, 2, 5, 39, 31, 31]]))[0] == NUM_IMAGES - 1
+    assert classes_to_index(np.array([[0, 1, 0, 0, 0, 0]]))[0] == 245_760
+    assert classes_to_index(np.array([[0, 0, 1, 2, 3, 4]]))[0] == 40960 + 2048 + 96 + 4
+    # posY varies fastest, then posX
+    np.testing.assert_array_equal(
+        index_to_classes(np.array([1, 32]))[:, 4:], [[0, 1], [1, 0]]
+    )
+
+
+def test_index_round_trip():
+    index = np.random.default_rng(0).integers(0, NUM_IMAGES, 1000)
+    c = index_to_classes(index)
+    assert c.shape == (1000, 6) and c.dtype == np.int64
+    assert (c >= 0).all() and (c < FACTOR_SIZES).all()
+    np.testing.assert_array_equal(classes_to_index(c), index)
+    assert classes_to_index(c).dtype == np.int64
+    with pytest.raises(ValueError):
+        classes_to_index(np.array([[0, 3, 0, 0, 0, 0]]))  # shape class 3 does not exist
+
+
+def test_factor_values_are_the_official_ones():
+    values = factor_values()
+    assert [len(v) for v in values] == list(FACTOR_SIZES)
+    np.testing.assert_array_equal(values[1], [1, 2, 3])
+    np.testing.assert_allclose(values[2], [0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert values[3][0] == 0 and values[3][-1] == pytest.approx(2 * np.pi)  # both ends
+    np.testing.assert_allclose(np.diff(values[3]), 2 * np.pi / 39)
+    np.testing.assert_allclose(values[4], np.arange(32) / 31)
+    np.testing.assert_array_equal(values[4], values[5])
+
+
+# --- the renderer
+
+
+@pytest.fixture(scope="module")
+def at_origin():
+    """(3, 6, 40, 64, 64) bool: every shape, scale and orientation at position 0, 0."""
+    images = render(grid(shape=range(3), scale=range(6), orientation=range(40)))
+    return images.reshape(3, 6, 40, 64, 64).astype(bool)
+
+
+def test_render_is_binary_uint8_and_never_touches_the_border():
+    every_mask = {"shape": range(3), "scale": range(6), "orientation": range(40)}
+    for pos_x, pos_y in [(0, 0), (0, 31), (31, 0), (31, 31)]:
+        images = render(grid(**every_mask, pos_x=pos_x, pos_y=pos_y))
+        assert images.shape == (720, 64, 64) and images.dtype == np.uint8
+        assert set(np.unique(images)) == {0, 1}
+        assert images.sum(axis=(1, 2)).min() > 0
+        border = images[:, [0, -1], :].sum() + images[:, :, [0, -1]].sum()
+        assert border == 0, f"a shape touches the border at position {pos_x, pos_y}"
+
+
+def test_areas_match_the_official_animation(at_origin):
+    for shape, (small, large) in REFERENCE_AREAS.items():
+        areas = at_origin[shape].sum(axis=(2, 3)).mean(axis=1)  # mean over orientations
+        assert areas[0] == pytest.approx(small, rel=0.15), f"shape {shape} at scale 0.5"
+        assert areas[-1] == pytest.approx(large, rel=0.15), f"shape {shape} at scale 1"
+        assert (np.diff(areas) > 0).all()  # grows with scale
+
+
+def test_position_moves_the_centre_from_15_5_to_47_5():
+    expected = 15.5 + np.arange(32) * 32 / 31
+    along_x = render(grid(scale=5, pos_x=range(32)))  # square, posY 0
+    along_y = render(grid(scale=5, pos_y=range(32)))
+    x = np.array([centre_of_mass(im) for im in along_x])
+    y = np.array([centre_of_mass(im) for im in along_y])
+    np.testing.assert_allclose(x[:, 0], expected, atol=0.5)  # x = column, left to right
+    np.testing.assert_allclose(x[:, 1], 15.5)
+    np.testing.assert_allclose(y[:, 1], expected, atol=0.5)  # y = row, top to bottom
+    np.testing.assert_allclose(y[:, 0], 15.5)
+
+
+def test_rotation_symmetries(at_origin):
+    square, ellipse, heart = at_origin[:, 5]
+    # Orientations are 2π/39 apart: 10 steps ≈ 92°, 20 steps ≈ 185°.
+    assert iou(square[0], square[10]) > 0.85
+    assert iou(ellipse[0], ellipse[20]) > 0.85
+    assert iou(ellipse[0], ellipse[10]) < 0.5
+    assert iou(heart[0], heart[20]) < 0.6
+    for shape in at_origin:
+        np.testing.assert_array_equal(shape[:, 0], shape[:, -1])  # 0 and 2π
+
+
+def test_shapes_differ(at_origin):
+    for scale in (0, 5):
+        square, ellipse, heart = at_origin[:, scale, 0]
+        assert max(iou(square, ellipse), iou(square, heart), iou(ellipse, heart)) < 0.9
+
+
+def test_heart_turns_counter_clockwise_with_lobes_up(at_origin):
+    heart = at_origin[2, 5]
+    x0, y0 = centre_of_mass(heart[0])
+    x10, _ = centre_of_mass(heart[10])
+    assert y0 < 15.0 and abs(x0 - 15.5) < 0.1  # the lobes hold more area than the tip
+    assert x10 < 14.5  # turned ~90° counter-clockwise on screen: lobes to the left
+
+
+def test_matches_the_official_animation(at_origin):
+    imageio = pytest.importorskip("imageio.v3")
+    gif = imageio.imread(OFFICIAL_GIF, index=None) > 0
+    # Frames at position (0, 0): scale 0.5..1 at orientation 0, then the 40
+    # orientations at scale 1, for heart, ellipse and square.
+    first_frames = {2: (0, 18), 1: (192, 210), 0: (256, 274)}
+    for shape, (scales_at, orientations_at) in first_frames.items():
+        pairs = [(gif[scales_at + s], at_origin[shape, s, 0]) for s in range(6)]
+        pairs += [(gif[orientations_at + k], at_origin[shape, 5, k]) for k in range(40)]
+        assert np.mean([iou(a, b) for a, b in pairs]) > 0.97, f"shape {shape}"
+    # posY runs down the image: frames 58..89 move the heart from posY 0 to 31.
+    heart_y = [centre_of_mass(gif[58 + i])[1] for i in (0, 31)]
+    ours_y = [
+        centre_of_mass(im)[1]
+        for im in render(grid(shape=2, scale=5, orientation=39, pos_y=[0, 31]))
+    ]
+    np.testing.assert_allclose(ours_y, heart_y, atol=0.5)
+
+
+# --- the official npz
+
+
+def write_official_npz(path, n=10, compressed=True, drop=None, **replace):
+    c = index_to_classes(np.arange(n))
+    arrays = {
+        "imgs": render(c),
+        "latents_classes": c,
+        "latents_values": np.stack(
+            [v[c[:, i]] for i, v in enumerate(factor_values())], 1
+        ),
+        "metadata": np.array({"description": "tiny test copy"}, dtype=object),
+    }
+    arrays.update(replace)
+    arrays.pop(drop, None)
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    return arrays
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_read_official_packs_the_images(tmp_path, compressed):
+    path = tmp_path / OFFICIAL_FILENAME
+    arrays = write_official_npz(path, n=10, compressed=compressed)
+    packed, c, values = dsprites._read_official(path, num_images=10, chunk_rows=3)
+    assert packed.shape == (10, 512) and packed.dtype == np.uint8
+    np.testing.assert_array_equal(
+        np.unpackbits(packed, axis=1).reshape(10, 64, 64), arrays["imgs"]
+    )
+    np.testing.assert_array_equal(c, arrays["latents_classes"])
+    np.testing.assert_array_equal(values, arrays["latents_values"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"drop": "latents_classes"}, "no latents_classes"),
+        ({"imgs": np.zeros((10, 32, 32), np.uint8)}, "imgs is uint8"),
+        ({"imgs": np.zeros((10, 64, 64), np.float32)}, "imgs is float32"),
+        ({"latents_values": np.zeros((10, 5))}, "latents_values is float64"),
+        ({"latents_classes": index_to_classes(np.arange(10))[::-1]}, "official order"),
+    ],
+)
+def test_malformed_official_npz_is_a_clear_error(tmp_path, change, message):
+    path = tmp_path / OFFICIAL_FILENAME
+    write_official_npz(path, n=10, **change)
+    with pytest.raises(ValueError, match=message) as error:
+        dsprites._read_official(path, num_images=10)
+    assert str(path) in str(error.value) and "Delete it" in str(error.value)
+
+
+def test_load_rejects_an_official_file_of_the_wrong_size(tmp_path):
+    write_official_npz(tmp_path / OFFICIAL_FILENAME, n=10)
+    with pytest.raises(ValueError, match=f"expected {NUM_IMAGES}x6") as error:
+        load_dsprites(tmp_path, log=lambda message: None)
+    assert OFFICIAL_FILENAME in str(error.value)
+
+
+# --- the generated cache
+
+
+def test_generated_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
+    calls = []
+    tiny = np.arange(4 * 512, dtype=np.uint8).reshape(4, 512)
+    monkeypatch.setattr(dsprites, "generate_packed", lambda: calls.append(1) or tiny)
+    cache, messages = tmp_path / dsprites.GENERATED_FILENAME, []
+    np.testing.assert_array_equal(
+        dsprites._load_generated(cache, messages.append), tiny
+    )
+    assert cache.exists() and len(calls) == 1
+    assert any("generating" in m for m in messages)
+    np.testing.assert_array_equal(
+        dsprites._load_generated(cache, messages.append), tiny
+    )
+    assert len(calls) == 1  # the second load read the cache
+    assert [p.name for p in tmp_path.iterdir()] == [cache.name]  # no temporary file
+
+
+def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
+    def interrupted_save(file, array):
+        file.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        dsprites, "generate_packed", lambda: np.zeros((4, 512), np.uint8)
+    )
+    monkeypatch.setattr(np, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        dsprites._load_generated(tmp_path / dsprites.GENERATED_FILENAME, print)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_dsprites_generates_then_reuses_the_cache(tmp_path, monkeypatch):
+    calls = []
+    blank = np.zeros((NUM_IMAGES, 512), np.uint8)
+    monkeypatch.setattr(dsprites, "generate_packed", lambda: calls.append(1) or blank)
+    data_dir, messages = tmp_path / "new" / "data", []
+    data = load_dsprites(data_dir, log=messages.append)
+    assert data.source == f"generated (cache: {data_dir / dsprites.GENERATED_FILENAME})"
+    assert any("generating dSprites (737,280 images)" in m for m in messages)
+    data = load_dsprites(data_dir, log=messages.append)
+    assert len(calls) == 1 and data.packed.shape == (NUM_IMAGES, 512)
+    (data_dir / dsprites.GENERATED_FILENAME).unlink()  # pytest keeps old tmp folders
+
+
+def test_a_wrong_cache_is_a_clear_error(tmp_path):
+    np.save(tmp_path / dsprites.GENERATED_FILENAME, np.zeros((4, 512), np.uint8))
+    with pytest.raises(ValueError, match="delete it"):
+        load_dsprites(tmp_path, log=lambda message: None)
+
+
+# --- the dataset object
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    """The full-size dataset, blank except for 300 rendered images (fast to build)."""
+    rendered = np.random.default_rng(1).choice(NUM_IMAGES, 300, replace=False)
+    packed = np.zeros((NUM_IMAGES, 512), np.uint8)
+    packed[rendered] = np.packbits(
+        render(index_to_classes(rendered)).reshape(300, -1), 1
+    )
+    return DSprites(packed, "test"), rendered
+
+
+def test_read_returns_0_255_images_in_the_order_given(dataset):
+    data, rendered = dataset
+    images = data.read(rendered)
+    assert images.shape == (300, 64, 64, 1) and images.dtype == np.uint8
+    assert set(np.unique(images)) == {0, 255}
+    np.testing.assert_array_equal(
+        images[..., 0], render(index_to_classes(rendered)) * 255
+    )
+    np.testing.assert_array_equal(data.read(rendered[::-1]), images[::-1])
+    c = index_to_classes(rendered[:7])
+    np.testing.assert_array_equal(data.images_for_classes(c), images[:7])
+
+
+def test_latents_agree_with_the_index(dataset):
+    data, rendered = dataset
+    assert data.latents_classes.shape == data.latents_values.shape == (NUM_IMAGES, 6)
+    np.testing.assert_array_equal(
+        data.latents_classes[rendered], index_to_classes(rendered)
+    )
+    c = data.latents_classes[rendered]
+    for f, values in enumerate(factor_values()):
+        np.testing.assert_array_equal(data.latents_values[rendered, f], values[c[:, f]])
+
+
+def test_sample_classes_is_uniform_and_seeded(dataset):
+    data, _ = dataset
+    c = data.sample_classes(40_000, np.random.default_rng(3))
+    assert c.shape == (40_000, 6) and (c >= 0).all() and (c < FACTOR_SIZES).all()
+    for f, size in enumerate(FACTOR_SIZES):
+        counts = np.bincount(c[:, f], minlength=size)
+        assert counts.min() > 0.7 * 40_000 / size
+    again = data.sample_classes(40_000, np.random.default_rng(3))
+    np.testing.assert_array_equal(c, again)
+
+
+def test_splits_are_fixed_disjoint_and_complete(dataset):
+    data, _ = dataset
+    splits = data.splits
+    assert [len(splits[k]) for k in ("train", "validation", "test")] == [
+        NUM_IMAGES - 10_000,
+        5_000,
+        5_000,
+    ]
+    everything = np.concatenate(list(splits.values()))
+    np.testing.assert_array_equal(np.sort(everything), np.arange(NUM_IMAGES))
+    for split in splits.values():
+        assert split.dtype == np.int64 and (np.diff(split) > 0).all()
+    other = DSprites(data.packed, "test", data.latents_classes, data.latents_values)
+    for k in splits:
+        np.testing.assert_array_equal(other.splits[k], splits[k])
+
+
+@pytest.mark.slow
+def test_generate_packed_matches_render():
+    packed = dsprites.generate_packed(progress=False)
+    assert packed.shape == (NUM_IMAGES, 512) and packed.dtype == np.uint8
+    index = np.random.default_rng(2).integers(0, NUM_IMAGES, 2000)
+    images = render(index_to_classes(index)).reshape(len(index), -1)
+    np.testing.assert_array_equal(np.packbits(images, axis=1), packed[index])
