@@ -32,6 +32,7 @@ from utils.data import (  # noqa: E402
 )
 from utils.distribute import (  # noqa: E402
     StrategyError,
+    check_strategy,
     discard_worker_checkpoints,
     is_chief,
     make_strategy,
@@ -45,7 +46,9 @@ from utils.run_folder import (  # noqa: E402
     RESUMABLE_CHANGES,
     RunFolderError,
     RunLock,
+    cannot_write,
     check_same_experiment,
+    check_writable,
     default_run_name,
     load_parameters,
     record_parameters,
@@ -87,19 +90,35 @@ def main(argv=None):
         print(f"Wrote {page}")
         return 0
     try:
+        # Refusals first, before a long data load; neither writes anything.
+        check_strategy(p["strategy"])
+        if p["mode"] == "train":
+            name = p["run_name"] or default_run_name(p)
+            check_writable(REPO / p["predictions_dir"] / name)
+        # The data is found (or its absence reported) before anything is written,
+        # and before the strategy: building a cache forks, which hangs once a
+        # multi-worker strategy has started its gRPC server (grpc/grpc#14055).
+        source = load_data(p)
+        print(f"Data: {source.source}")
         # Before any other TensorFlow op: a multi-worker strategy starts a server.
         strategy = make_strategy(p["strategy"])
-        # The data is found (or its absence reported) before anything is written.
-        source = load_source(
-            p["dataset"], REPO / p["data_dir"], p["image_size"], p["crop_size"]
-        )
-        print(f"Data: {source.source}")
         if p["mode"] == "train":
             return train(p, source, strategy, Path(params.__file__))
         return inspect_run(p, source)
     except (DataNotFound, RunFolderError, StrategyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def load_data(p):
+    data_dir = REPO / p["data_dir"]
+    try:
+        return load_source(p["dataset"], data_dir, p["image_size"], p["crop_size"])
+    except (OSError, ValueError) as error:  # unreadable, or no room for the cache
+        raise DataNotFound(
+            f"cannot use data_dir {data_dir}: {error}; fix it, or choose "
+            "--data_dir=<a folder with the dataset>"
+        ) from None
 
 
 def train_sweep(runs, swept):
@@ -142,12 +161,11 @@ def train(p, source, strategy, params_file):
     p = {**p, "run_name": run_name}
     folder = predictions / run_name
     chief = is_chief(strategy)  # only the chief writes into the run folder
-    if chief:
-        folder.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(folder).acquire() if chief else None
+    lock = RunLock(folder).acquire() if chief else None  # creates the folder
     try:
-        # Refuse a folder that holds another experiment.
-        check_same_experiment(load_parameters(folder), p, folder)
+        # Refuse a folder that holds another experiment; say what a resume changes.
+        for change in check_same_experiment(load_parameters(folder), p, folder):
+            print(f"Note: {change}")
         done = latest_checkpoint_step(folder / "checkpoints")
         if done >= p["num_steps"]:
             print(
@@ -158,6 +176,15 @@ def train(p, source, strategy, params_file):
         if chief:
             record_parameters(folder, p, params_file)
         return train_loop(p, source, strategy, folder, resume_step=done)
+    except OSError as error:  # a full disk, say: what was saved before stays intact
+        kept = latest_checkpoint_step(folder / "checkpoints")
+        print(
+            f"error: {cannot_write(folder, error)}. The run is intact up to its last "
+            f"checkpoint (step {kept}): make room, then rerun the same command to "
+            "resume.",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         if lock:
             lock.release()
@@ -199,6 +226,7 @@ def train_loop(p, source, strategy, folder, resume_step):
     )  # fmt: skip
     if checkpoints.restore():
         print(f"Restored the checkpoint of step {int(step.numpy())}")
+        optimizer.learning_rate = p["learning_rate"]  # not the checkpoint's: resumable
     cfg = ObjectiveSettings.of(p)
     train_step, validation_losses = make_steps(
         strategy, model, optimizer, step, cfg, p["batch_size"], p["seed"]
@@ -239,10 +267,13 @@ def train_loop(p, source, strategy, folder, resume_step):
         current += 1
         if not np.isfinite(values["loss"]):
             progress.close()
+            # This loss came from the weights saved at the step before, if any.
+            kept, lower = checkpoints.discard(current - 1), p["learning_rate"] / 10
             print(
                 f"error: the loss became {values['loss']} at step {current}. The "
-                f"last good checkpoint (step {checkpoints.latest_step()}) is kept; "
-                "lower --learning_rate or β, then rerun the same command to resume.",
+                f"run is kept as of its last good checkpoint (step {kept}): rerun the "
+                f"same command with a lower learning rate (e.g. --learning_rate="
+                f"{lower:g}) to resume from there.",
                 file=sys.stderr,
             )
             return 1
@@ -270,13 +301,14 @@ def train_loop(p, source, strategy, folder, resume_step):
                 final = True
             if improved:
                 save(best=True)
-        if final or stop.requested:
-            reason = reason if final else f"stopped by {stop.requested}"
-        if current % p["checkpoint_step"] == 0 or final or stop.requested:
+        stopping = stop.requested  # read once: a signal may come at any moment
+        if stopping and not final:
+            reason = f"stopped by {stopping}"
+        if current % p["checkpoint_step"] == 0 or final or stopping:
             save()
-        if chief and (current % p["plot_step"] == 0 or final or stop.requested):
+        if chief and (current % p["plot_step"] == 0 or final or stopping):
             visualize.save_step_images(model, test_images, folder, current)
-        if final or stop.requested:
+        if final or stopping:
             break
     progress.close()
     log.close()

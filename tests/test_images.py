@@ -1,6 +1,5 @@
 """Image and plot artifacts: grids, composite, traversal, GIFs, log plots, CSV."""
 
-
 import imageio.v3 as iio
 import numpy as np
 import pytest

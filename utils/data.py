@@ -77,8 +77,10 @@ def distributed_batches(
                 order = _shuffled(order, positions // count, seed, count)
             return tf.gather(table, order)
 
+        # `local` elements per step. Unbounded: 2**62 elements, not steps, since
+        # 2**62 · local would overflow int64 with several local replicas.
         steps = tf.data.Dataset.range(
-            (num_steps if num_steps is not None else 2**62) * local
+            num_steps * local if num_steps is not None else 2**62
         )
         images = steps.map(chunk).map(
             lambda idx: _read(source, idx, per_replica, image_shape),

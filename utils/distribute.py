@@ -12,6 +12,10 @@ from pathlib import Path
 import tensorflow as tf
 
 STRATEGIES = ("auto", "mirrored", "multi_worker")
+TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+    '"task": {"type": "worker", "index": 0}}'
+)
 
 
 class StrategyError(Exception):
@@ -22,19 +26,46 @@ def make_strategy(name):
     """auto: one device, or all local GPUs mirrored when there are several;
     mirrored: all local GPUs (or the CPU); multi_worker: the machines listed in the
     TF_CONFIG environment variable, each with all its local GPUs."""
+    check_strategy(name)
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise StrategyError(
-                "strategy=multi_worker needs the TF_CONFIG environment variable "
-                "(the cluster's addresses and this machine's task); see README, "
-                "'Several machines'."
-            )
-        # Must exist before any other TensorFlow op: it starts this worker's server.
+        # Must exist before any other TensorFlow op: it starts this worker's gRPC
+        # server. Nothing may fork after that (gRPC is not fork-safe, grpc#14055).
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def check_strategy(name):
+    """Raise StrategyError if `make_strategy(name)` cannot work, without starting
+    TensorFlow: cheap enough to call before a long data load."""
+    if name == "multi_worker":
+        read_tf_config()
+
+
+def read_tf_config():
+    """TF_CONFIG as a dict, checked: this task must be one of the cluster's."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise StrategyError(
+            "strategy=multi_worker needs the TF_CONFIG environment variable "
+            "(the cluster's addresses and this machine's task), e.g. "
+            f"TF_CONFIG='{TF_CONFIG_EXAMPLE}'; see README, 'Several machines'."
+        )
+    try:
+        config = json.loads(text)
+        task = config["task"]
+        addresses = config["cluster"][task["type"]]
+        index = task["index"]
+        if not isinstance(index, int) or not 0 <= index < len(addresses):
+            raise IndexError(f"task index {index!r} is not one of the {task['type']}s")
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise StrategyError(
+            f"TF_CONFIG={text!r} is not a cluster with this task in it "
+            f"({type(error).__name__}: {error}); expected e.g. {TF_CONFIG_EXAMPLE}"
+        ) from None
+    return config
 
 
 def is_chief(strategy):

@@ -2,8 +2,12 @@
 one: readers see either the old file or the whole new one."""
 
 import os
+import re
 import uuid
 from pathlib import Path
+
+# The temporary names atomic_write_bytes uses: .<name>.<pid>.<8 hex digits>.tmp
+TEMPORARY_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
 
 
 def atomic_write_bytes(path, data, durable=False):
@@ -27,3 +31,12 @@ def atomic_write_bytes(path, data, durable=False):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files that atomic_write_bytes left under `folder` when
+    its process was killed (SIGKILL, power loss). Only for a folder no other
+    process is writing into: a run folder under its lock."""
+    for path in Path(folder).rglob(".*.tmp"):
+        if TEMPORARY_NAME.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)

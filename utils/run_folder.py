@@ -11,10 +11,11 @@ import os
 import shutil
 from pathlib import Path
 
-from utils.files import atomic_write_bytes
+from utils.files import atomic_write_bytes, remove_stale_temporaries
 
 # Parameters that may change when a run is resumed: they say how long and how
-# often, not what is trained. Anything else differing is a different experiment.
+# often, not what is trained, except learning_rate, which a run that diverged needs
+# lowered to go on. Anything else differing is a different experiment.
 RESUMABLE_CHANGES = {
     "num_steps",
     "validation_step",
@@ -30,7 +31,10 @@ RESUMABLE_CHANGES = {
     "predictions_dir",
     "strategy",
     "steps_per_call",
+    "learning_rate",
 }
+# Resumable, but they change what is trained from the resume on: a resume says so.
+TRAINING_CHANGES = ("learning_rate",)
 
 
 class RunFolderError(Exception):
@@ -68,21 +72,32 @@ class RunLock:
         self.file = None
 
     def acquire(self):
-        self.file = open(self.path, "a+")
+        """Create the folder if need be and lock it, or raise RunFolderError. Being
+        the only writer, it then removes the temporary files a killed one left."""
+        folder = self.path.parent
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.file.truncate(0)
+            self.file.write(f"process {os.getpid()}")
+            self.file.flush()
+            remove_stale_temporaries(folder)
         except BlockingIOError:
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
             self.file.close()
             raise RunFolderError(
-                f"{self.path.parent} is in use by {holder}; two processes writing "
-                "one run would corrupt it. Wait for it to finish, stop it, or "
-                "choose another --run_name."
+                f"{folder} is in use by {holder}; two processes writing one run "
+                "would corrupt it. Wait for it to finish, stop it, or choose another "
+                "--run_name."
             ) from None
-        self.file.truncate(0)
-        self.file.write(f"process {os.getpid()}")
-        self.file.flush()
+        except OSError as error:
+            self.release()
+            raise RunFolderError(
+                f"{cannot_write(folder, error)}; choose --predictions_dir=<a folder "
+                "you can write>"
+            ) from None
         return self
 
     def release(self):
@@ -90,6 +105,52 @@ class RunLock:
             fcntl.flock(self.file, fcntl.LOCK_UN)
             self.file.close()
             self.file = None
+
+
+def check_writable(folder):
+    """Raise RunFolderError if the run folder `folder` (which may not exist yet)
+    could not be created and written. Writes nothing, so it can come before a long
+    data load rather than after."""
+    folder = Path(folder)
+    existing = folder
+    try:
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            reason = f"{existing} is a file, not a folder"
+        elif os.statvfs(existing).f_flag & os.ST_RDONLY:
+            reason = f"{existing} is on a read-only filesystem"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            reason = f"no permission to write in {existing}"
+        else:
+            return
+    except OSError as error:
+        reason = f"{error.strerror}: {error.filename}"
+    raise RunFolderError(
+        f"cannot write run folder {folder}: {reason}; choose "
+        "--predictions_dir=<a folder you can write>"
+    )
+
+
+def cannot_write(folder, error):
+    """The message for an OSError met writing into `folder`: what and why, with the
+    space left on its disk, since a full disk is the usual cause."""
+    reason = f"{error.strerror}: {error.filename}" if error.filename else str(error)
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = f" ({_size(shutil.disk_usage(existing).free)} free on its disk)"
+    except OSError:
+        free = ""
+    return f"cannot write run folder {folder}: {reason}{free}"
+
+
+def _size(count):
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
 
 
 def load_parameters(folder):
@@ -100,9 +161,10 @@ def load_parameters(folder):
 
 def check_same_experiment(saved, p, folder):
     """Raise RunFolderError if the saved parameters describe another experiment
-    than `p` (beyond how long and how often: RESUMABLE_CHANGES)."""
+    than `p` (beyond how long and how often: RESUMABLE_CHANGES). Returns a note for
+    each of the TRAINING_CHANGES that differ, for the user to see."""
     if saved is None:
-        return
+        return []
     differing = sorted(
         k
         for k in set(saved) | set(p)
@@ -115,6 +177,12 @@ def check_same_experiment(saved, p, folder):
             "Resuming it would mix two experiments: pick a new --run_name, or rerun "
             "with the saved values (see its params.json)."
         )
+    return [
+        f"{k} changes from {saved.get(k)!r} to {p.get(k)!r} on this resume "
+        "(params.json keeps the new value)"
+        for k in TRAINING_CHANGES
+        if k in saved and _normal(saved[k]) != _normal(p.get(k))
+    ]
 
 
 def record_parameters(folder, p, params_file):
@@ -122,8 +190,8 @@ def record_parameters(folder, p, params_file):
     text = json.dumps(p, indent=2, sort_keys=True) + "\n"
     atomic_write_bytes(Path(folder) / "params.json", text, durable=True)
     copy = Path(folder) / "params.py"
-    if not copy.exists():
-        shutil.copyfile(params_file, copy)
+    if not copy.exists():  # atomic too: a kill mid-copy would keep half a file
+        atomic_write_bytes(copy, Path(params_file).read_bytes())
 
 
 def _normal(value):
