@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import write_celeba_folder
 
 from utils.distribute import (
     StrategyError,
@@ -161,24 +161,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 @pytest.fixture(scope="module")
 def celeba_dir(tmp_path_factory):
-    """40 aligned-size JPEGs and the official partition file: 24 train, 8
-    validation, 8 test. No cache yet: the workers build it, as on a first run."""
-    folder = tmp_path_factory.mktemp("celeba")
-    images = folder / "img_align_celeba"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:218, :178]
-    lines = []
-    for i in range(1, 41):
-        picture = np.empty((218, 178, 3), np.uint8)
-        picture[:] = rng.integers(0, 255, 3)
-        cy, cx, r = rng.integers(70, 150), rng.integers(50, 130), rng.integers(15, 40)
-        picture[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
-        name = f"{i:06d}.jpg"
-        Image.fromarray(picture).save(images / name, quality=90)
-        lines.append(f"{name} {0 if i <= 24 else 1 if i <= 32 else 2}")
-    (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-    return folder
+    """40 images: 24 train, 8 validation, 8 test. No cache yet: the workers build
+    it, as on a first run."""
+    return write_celeba_folder(tmp_path_factory.mktemp("celeba"), 40, 24, 8)
 
 
 def free_ports(count):

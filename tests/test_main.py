@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 import imageio.v3 as iio
-import numpy as np
 import pytest
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -18,28 +16,6 @@ SMALL = [
     "--conv_layers=[[8,4,2],[8,4,2],[8,4,2],[8,4,2]]", "--dense_layers=[[32]]",
     "--validation_batches=2", "--seed=3",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def celeba_dir(tmp_path_factory):
-    """120 aligned-size JPEGs (coloured discs on a background) and the official
-    partition file: 80 train, 20 validation, 20 test."""
-    folder = tmp_path_factory.mktemp("celeba")
-    images = folder / "img_align_celeba"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:218, :178]
-    lines = []
-    for i in range(1, 121):
-        picture = np.empty((218, 178, 3), np.uint8)
-        picture[:] = rng.integers(0, 255, 3)
-        cy, cx, r = rng.integers(70, 150), rng.integers(50, 130), rng.integers(15, 40)
-        picture[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
-        name = f"{i:06d}.jpg"
-        Image.fromarray(picture).save(images / name, quality=90)
-        lines.append(f"{name} {0 if i <= 80 else 1 if i <= 100 else 2}")
-    (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-    return folder
 
 
 def run_main(*args, cwd=None):

@@ -15,14 +15,11 @@ import sys
 import time
 
 import pytest
-import test_main
 from test_main import REPO, SMALL, read_csv, run_main
 
 import main
 from utils import run_folder
 from utils.run_folder import RunFolderError, RunLock, check_writable
-
-celeba_dir = test_main.celeba_dir  # the fixture: 120 JPEGs in CelebA's layout
 
 NUM_STEPS = 30  # of the uninterrupted reference run
 # Everything but the resumable how-long and how-often parameters must match the

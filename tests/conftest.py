@@ -1,0 +1,33 @@
+"""Fixtures shared by the end-to-end tests."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_celeba_folder(folder, count, train, validation):
+    """`count` aligned-size (178×218) JPEGs — a coloured disc on a background — in
+    CelebA's layout, with the official partition file: the first `train` images
+    train, the next `validation` validate, the rest test."""
+    images = folder / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:218, :178]
+    lines = []
+    for i in range(1, count + 1):
+        picture = np.empty((218, 178, 3), np.uint8)
+        picture[:] = rng.integers(0, 255, 3)
+        cy, cx, r = rng.integers(70, 150), rng.integers(50, 130), rng.integers(15, 40)
+        picture[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
+        name = f"{i:06d}.jpg"
+        Image.fromarray(picture).save(images / name, quality=90)
+        split = 0 if i <= train else 1 if i <= train + validation else 2
+        lines.append(f"{name} {split}")
+    (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def celeba_dir(tmp_path_factory):
+    """120 images: 80 train, 20 validation, 20 test."""
+    return write_celeba_folder(tmp_path_factory.mktemp("celeba"), 120, 80, 20)
