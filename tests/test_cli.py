@@ -121,6 +121,11 @@ def test_main_rejects_bad_parameters_before_any_work(capsys, tmp_path, monkeypat
     assert main.main(["--nope=1"]) == 2
 
 
+def test_compare_takes_several_run_names():
+    assert config.validate(resolved("--mode=compare", "--run_name=a,b")) == []
+    assert config.validate(resolved("--run_name=a,b"))  # one run to train
+
+
 def test_valid_defaults_pass_validation():
     assert config.validate(resolved()) == []
     assert config.validate(resolved("--dataset=dsprites", "--objective=capacity")) == []

@@ -68,8 +68,10 @@ def validate(p):
             "strategy=multi_worker needs an explicit --run_name, so that "
             "every worker writes to and resumes from the same run"
         )
+    # --mode=compare takes several runs: a,b,c
+    names = run_name.split(",") if p.get("mode") == "compare" else [run_name]
     if run_name is not None and not (
-        isinstance(run_name, str) and RUN_NAME.match(run_name)
+        isinstance(run_name, str) and all(RUN_NAME.match(n) for n in names)
     ):
         errors.append(
             f"run_name={run_name!r} must be a folder name of letters, "
