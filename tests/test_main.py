@@ -137,3 +137,16 @@ def test_missing_celeba_says_where_it_looked_and_what_to_do(tmp_path):
     assert str(tmp_path / "nowhere") in result.stderr
     assert "--dataset=dsprites" in result.stderr
     assert not (tmp_path / "predictions").exists()
+
+
+def test_a_sweep_trains_one_run_per_value(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    result = run_main(
+        *SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}",
+        "--num_steps=2", "--plot_step=100", "--beta=1,4", "--run_name=sweep",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["sweep_beta1.0", "sweep_beta4.0"]
+    betas = [json.loads((out / n / "params.json").read_text())["beta"] for n in
+             ("sweep_beta1.0", "sweep_beta4.0")]  # fmt: skip
+    assert betas == [1.0, 4.0]
