@@ -150,3 +150,41 @@ def test_a_sweep_trains_one_run_per_value(celeba_dir, tmp_path):
     betas = [json.loads((out / n / "params.json").read_text())["beta"] for n in
              ("sweep_beta1.0", "sweep_beta4.0")]  # fmt: skip
     assert betas == [1.0, 4.0]
+
+
+def test_analyze_and_compare_an_existing_run(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    common = [f"--data_dir={celeba_dir}", f"--predictions_dir={out}"]
+    trained = run_main(*SMALL, *common, "--num_steps=3", "--run_name=tiny")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    # The run's own parameters are used: no need to repeat the model flags.
+    analyzed = run_main("--mode=analyze", "--run_name=tiny", *common)
+    assert analyzed.returncode == 0, analyzed.stderr[-3000:]
+    analysis = json.loads((out / "tiny" / "analysis" / "analysis.json").read_text())
+    assert len(analysis["kl_per_latent"]) == 4 and analysis["num_samples"] == 20
+    assert (out / "tiny" / "analysis" / "analysis.png").exists()
+    # Metrics need ground-truth factors: CelebA has none.
+    refused = run_main("--mode=evaluate", "--run_name=tiny", *common)
+    assert refused.returncode == 2 and "ground-truth factors" in refused.stderr
+    missing = run_main("--mode=analyze", "--run_name=nope", *common)
+    assert missing.returncode == 2 and "runs there: tiny" in missing.stderr
+    compared = run_main("--mode=compare", *common)
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    page = (out / "comparison.md").read_text()
+    assert "| [tiny](tiny/) | celeba | β = 1 | 3 |" in page
+    assert (out / "comparison.html").exists()
+
+
+@pytest.mark.slow
+def test_dsprites_run_writes_metrics(tmp_path):
+    """The whole dSprites pipeline: generation, training, metrics at the end."""
+    out = tmp_path / "predictions"
+    result = run_main(
+        "--dataset=dsprites", f"--data_dir={tmp_path / 'data'}",
+        f"--predictions_dir={out}", "--num_steps=5", "--run_name=d",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "d" / "metrics.json").read_text())
+    for key in ("beta_vae", "factor_vae", "mig", "dci_disentanglement"):
+        assert 0 <= metrics[key] <= 1
+    assert metrics["step"] == 5 and metrics["num_images_encoded"] == 737_280

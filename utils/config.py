@@ -69,7 +69,8 @@ def validate(p):
             "every worker writes to and resumes from the same run"
         )
     # --mode=compare takes several runs: a,b,c
-    names = run_name.split(",") if p.get("mode") == "compare" else [run_name]
+    several = p.get("mode") == "compare" and isinstance(run_name, str)
+    names = run_name.split(",") if several else [run_name]
     if run_name is not None and not (
         isinstance(run_name, str) and all(RUN_NAME.match(n) for n in names)
     ):
