@@ -14,7 +14,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from utils.files import atomic_write_bytes
-from utils.images import image_grid, latent_gif
+from utils.images import (
+    image_grid,
+    latent_gif,
+    save_labelled_grid,
+    show_labelled_canvas,
+)
 from utils.plots import save_kl_bars
 from utils.visualize import kl_per_latent_of
 
@@ -41,17 +46,6 @@ def _sweeps(decode, z_refs, top, lows, highs, steps):
     return decoded.reshape(*grid.shape[:3], *decoded.shape[1:])
 
 
-def _show_rows(ax, canvas, row_centres, row_labels, col_centres, col_labels):
-    """A pixel canvas with labelled rows and columns, no frame."""
-    ax.imshow(canvas, interpolation="nearest")
-    ax.set_yticks(row_centres, row_labels, fontsize=10, family="monospace")
-    ax.set_xticks(col_centres, col_labels, fontsize=9)
-    ax.xaxis.tick_top()
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
 def _save_png(fig: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -63,24 +57,11 @@ def _sweep_labels(steps):
     return ["min"] + [""] * (steps - 2) + ["max"] if steps > 1 else ["min = max"]
 
 
-def save_traversal_grid(path, sweeps, labels, pad=2, dpi=100):
-    """One row per latent, sweeping its own seen range; PNG. (utils.images'
-    save_traversal shares one set of values across rows, which does not fit.)"""
-    n_rows, steps, h, w, _ = sweeps.shape
-    grid = image_grid(sweeps.reshape(-1, h, w, sweeps.shape[-1]), n_rows, steps, pad)
-    scale = max(1, 64 // h)  # small images shown at ≥ 64 px so rows stay legible
-    image_w, image_h = grid.shape[1] * scale / dpi, grid.shape[0] * scale / dpi
-    left, right, top, bottom = 2.7, 0.15, 0.85, 0.15  # inches, room for the labels
-    fig_w, fig_h = left + image_w + right, top + image_h + bottom
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
-    ax = fig.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
-    centres = pad + np.arange(max(n_rows, steps)) * (h + pad) + (h - 1) / 2
-    _show_rows(
-        ax, grid, centres[:n_rows], labels, centres[:steps], _sweep_labels(steps)
-    )
+def save_traversal_grid(path, sweeps, labels):
+    """One row per latent, sweeping its own seen range (given in its label)."""
     title = "Latent traversals, min → max of z_mean seen on encoded samples"
-    fig.text(0.5, 1 - 0.2 / fig_h, title, ha="center", va="top", fontsize=12)
-    _save_png(fig, path)
+    steps = sweeps.shape[1]
+    save_labelled_grid(path, sweeps, labels, _sweep_labels(steps), title, 2.7)
 
 
 def save_analysis_figure(path, kl, threshold, top, references, sweeps, labels):
@@ -140,7 +121,7 @@ def save_analysis_figure(path, kl, threshold, top, references, sweeps, labels):
     )
     rows = (np.arange(n_top) + 0.5) * (groups[0].shape[0] + GAP) - GAP / 2
     cols = pad + (w - 1) / 2 + np.arange(steps) * (w + pad) + inputs.shape[1] + GAP
-    _show_rows(
+    show_labelled_canvas(
         images,
         canvas,
         rows,

@@ -117,38 +117,48 @@ def save_traversal(
     order: np.ndarray,
 ) -> None:
     """Traversal grid: row r sweeps latent order[r] over values; PNG."""
-    n_rows, n_values, h, w, _ = traversals.shape
+    rows = [f"z{i}  KL {kl_per_latent[i]:.2f}" for i in order[: len(traversals)]]
+    columns = [f"{v:.3g}" for v in np.asarray(values)]
+    title = "Latent traversals" + ("" if step is None else f" — step {step}")
+    save_labelled_grid(path, traversals, rows, columns, title)
+
+
+def save_labelled_grid(
+    path, sweeps, row_labels, column_labels, title, label_inches=1.35
+):
+    """sweeps (rows, columns, H, W, C) as one image grid with a label per row
+    (left) and per column (top) and a title; PNG."""
+    n_rows, n_columns, h, w, channels = sweeps.shape
     pad, dpi = 2, 100
-    grid = image_grid(
-        traversals.reshape(-1, h, w, traversals.shape[-1]), n_rows, n_values, pad=pad
-    )
+    grid = image_grid(sweeps.reshape(-1, h, w, channels), n_rows, n_columns, pad=pad)
     scale = max(1, 64 // h)  # show small images at ≥ 64 px so rows stay legible
     image_w, image_h = grid.shape[1] * scale / dpi, grid.shape[0] * scale / dpi
-    left, right, top, bottom = 1.35, 0.15, 0.85, 0.15  # inches, room for the labels
-    fig_w, fig_h = left + image_w + right, top + image_h + bottom
+    right, top, bottom = 0.15, 0.85, 0.15  # inches, room for the labels
+    fig_w, fig_h = label_inches + image_w + right, top + image_h + bottom
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
-    ax = fig.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
-    ax.imshow(grid, interpolation="nearest")
-    ax.set_xticks(
-        pad + np.arange(n_values) * (w + pad) + (w - 1) / 2,
-        [f"{v:.3g}" for v in np.asarray(values)],
-        fontsize=9,
+    ax = fig.add_axes(
+        (label_inches / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h)
     )
-    ax.set_yticks(
-        pad + np.arange(n_rows) * (h + pad) + (h - 1) / 2,
-        [f"z{i}  KL {kl_per_latent[i]:.2f}" for i in order[:n_rows]],
-        fontsize=10,
-        family="monospace",
-    )
-    ax.xaxis.tick_top()
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    title = "Latent traversals" + ("" if step is None else f" — step {step}")
+    show_labelled_canvas(
+        ax, grid,
+        pad + np.arange(n_rows) * (h + pad) + (h - 1) / 2, row_labels,
+        pad + np.arange(n_columns) * (w + pad) + (w - 1) / 2, column_labels,
+    )  # fmt: skip
     fig.text(0.5, 1 - 0.2 / fig_h, title, ha="center", va="top", fontsize=13)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def show_labelled_canvas(ax, canvas, row_centres, row_labels, col_centres, col_labels):
+    """A pixel canvas with labelled rows (left) and columns (top), no frame."""
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_yticks(row_centres, row_labels, fontsize=10, family="monospace")
+    ax.set_xticks(col_centres, col_labels, fontsize=9)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
