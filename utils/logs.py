@@ -8,9 +8,12 @@ and no duplicated step.
 
 import csv
 import os
+import time
 from pathlib import Path
 
-import tensorflow as tf
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from utils.files import atomic_write_bytes
 
@@ -86,7 +89,10 @@ def _format(value):
 class TensorBoard:
     """Scalars under predictions/<run>/tensorboard/<split>, tagged by log column.
     Steps written again after a resume are discarded by TensorBoard itself (it
-    purges events whose step goes backwards, "orphaned data")."""
+    purges events whose step goes backwards, "orphaned data").
+
+    One event per step holds all its scalars, written without TensorFlow ops: four
+    eager tf.summary.scalar calls took ~2.5 ms a step, ~4 % of a CPU train step."""
 
     def __init__(self, folder):
         self.writers = {}
@@ -94,12 +100,13 @@ class TensorBoard:
 
     def write(self, split, step, values):
         if split not in self.writers:
-            self.writers[split] = tf.summary.create_file_writer(
-                str(self.folder / split)
-            )
-        with self.writers[split].as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(name, value)
+            self.writers[split] = EventFileWriter(str(self.folder / split))
+        scalars = [
+            Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()
+        ]
+        summary = Summary(value=scalars)
+        event = Event(wall_time=time.time(), step=int(step), summary=summary)
+        self.writers[split].add_event(event)
 
     def flush(self):
         for writer in self.writers.values():
