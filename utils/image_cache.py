@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from utils.files import atomic_write_bytes
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # only these names are candidates
 MAX_CHUNK = 256  # images per pool task: small enough for smooth progress and balance
 PROGRESS_SECONDS = 5.0  # at most one progress line this often
@@ -287,7 +289,4 @@ def build_cache(
 
 def write_sidecar(cache_path: Path, sidecar: dict):
     # Last step of a build: from here on open_cache accepts the cache.
-    path = sidecar_path(cache_path)
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(sidecar))
-    os.replace(temporary, path)
+    atomic_write_bytes(sidecar_path(cache_path), json.dumps(sidecar), durable=True)
