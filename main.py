@@ -36,6 +36,7 @@ from utils.distribute import (  # noqa: E402
     discard_worker_checkpoints,
     is_chief,
     make_strategy,
+    use_xla,
     worker_checkpoint_dir,
 )
 from utils.evaluate import evaluate_metrics  # noqa: E402
@@ -151,7 +152,8 @@ def parameters_of_run(p, overrides):
             f"(runs there: {', '.join(runs) or 'none'})"
         )
     kept = {k: v for k, v in overrides.items() if k in RESUMABLE_CHANGES}
-    return {**saved, **kept, "mode": p["mode"]}
+    # p first: a run saved before a speed setting existed gets today's default.
+    return {**p, **saved, **kept, "mode": p["mode"]}
 
 
 def train(p, source, strategy, params_file):
@@ -202,6 +204,10 @@ def train_loop(p, source, strategy, folder, resume_step):
     validation_indices = fixed_indices(
         source.splits["validation"], p["validation_batches"] * p["batch_size"]
     )
+    validation_data = distributed_batches(  # built once, read at each validation
+        strategy, source, validation_indices, p["batch_size"],
+        num_steps=len(validation_indices) // p["batch_size"],
+    )  # fmt: skip
     train_batches = iter(
         distributed_batches(
             strategy, source, source.splits["train"], p["batch_size"],
@@ -212,7 +218,7 @@ def train_loop(p, source, strategy, folder, resume_step):
     # --- model, optimizer, and the state a resume needs
     with strategy.scope():
         model = build_model(p, source.image_shape)
-        optimizer = keras.optimizers.Adam(p["learning_rate"], beta_1=p["adam_beta_1"])
+        optimizer = build_optimizer(p)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, name="step")
         best_validation_loss = tf.Variable(np.inf, dtype=tf.float64)
@@ -228,9 +234,10 @@ def train_loop(p, source, strategy, folder, resume_step):
         print(f"Restored the checkpoint of step {int(step.numpy())}")
         optimizer.learning_rate = p["learning_rate"]  # not the checkpoint's: resumable
     cfg = ObjectiveSettings.of(p)
-    train_step, validation_losses = make_steps(
-        strategy, model, optimizer, step, cfg, p["batch_size"], p["seed"]
-    )
+    train_steps, validation_losses = make_steps(
+        strategy, model, optimizer, step, cfg, p["batch_size"], p["seed"],
+        jit_compile=use_xla(p["jit_compile"]),
+    )  # fmt: skip
 
     # --- logs: stable column names, which become CSV headers and TensorBoard tags
     scalars = ["loss", "reconstruction_loss", "kl", cfg.schedule_name]
@@ -253,7 +260,8 @@ def train_loop(p, source, strategy, folder, resume_step):
         checkpoints.save(current, best=best)  # every worker takes part
         discard_worker_checkpoints(folder / "checkpoints", strategy)
 
-    # --- the loop
+    # --- the loop: `steps_per_call` steps per call, or fewer to land on the steps
+    # that validate, checkpoint or draw; then each step's values, one by one
     stop = StopRequest()
     current = int(step.numpy())
     reason = "reached num_steps"
@@ -262,31 +270,36 @@ def train_loop(p, source, strategy, folder, resume_step):
         dynamic_ncols=True,
     )  # fmt: skip
     started = time.time()
+    drawing = visualize.BackgroundDrawing()
     while current < p["num_steps"]:
-        values = {k: v.numpy() for k, v in train_step(next(train_batches)).items()}
-        current += 1
-        if not np.isfinite(values["loss"]):
-            progress.close()
-            # This loss came from the weights saved at the step before, if any.
-            kept, lower = checkpoints.discard(current - 1), p["learning_rate"] / 10
-            print(
-                f"error: the loss became {values['loss']} at step {current}. The "
-                f"run is kept as of its last good checkpoint (step {kept}): rerun the "
-                f"same command with a lower learning rate (e.g. --learning_rate="
-                f"{lower:g}) to resume from there.",
-                file=sys.stderr,
-            )
-            return 1
-        if current % p["log_step"] == 0:
-            kl_latents = dict(zip(latents, values["kl_per_latent"], strict=True))
-            log.append({"step": current, **values, **kl_latents})
-            tensorboard.write("train", current, {k: values[k] for k in scalars})
-        progress.update(1)
+        count = steps_in_next_call(current, p)
+        chunk = train_steps(train_batches, tf.constant(count, tf.int32))
+        chunk = {k: v.numpy() for k, v in chunk.items()}
+        for i in range(count):
+            values = {k: v[i] for k, v in chunk.items()}
+            current += 1
+            if not np.isfinite(values["loss"]):
+                progress.close()
+                # This loss came from the weights saved at the step before, if any.
+                kept, lower = checkpoints.discard(current - 1), p["learning_rate"] / 10
+                print(
+                    f"error: the loss became {values['loss']} at step {current}. The "
+                    f"run is kept as of its last good checkpoint (step {kept}): rerun "
+                    f"the same command with a lower learning rate (e.g. "
+                    f"--learning_rate={lower:g}) to resume from there.",
+                    file=sys.stderr,
+                )
+                return 1
+            if current % p["log_step"] == 0:
+                kl_latents = dict(zip(latents, values["kl_per_latent"], strict=True))
+                log.append({"step": current, **values, **kl_latents})
+                tensorboard.write("train", current, {k: values[k] for k in scalars})
+        progress.update(count)
         progress.set_postfix({k: f"{values[k]:.4g}" for k in scalars}, refresh=False)
         final = current == p["num_steps"]
 
         if current % p["validation_step"] == 0 or final:
-            losses = validation_losses(validation_indices, source)
+            losses = validation_losses(validation_data)
             validation_log.append({"step": current, **losses})
             tensorboard.write("validation", current, losses)
             improved = losses["loss"] < best_validation_loss.numpy()
@@ -307,10 +320,11 @@ def train_loop(p, source, strategy, folder, resume_step):
         if current % p["checkpoint_step"] == 0 or final or stopping:
             save()
         if chief and (current % p["plot_step"] == 0 or final or stopping):
-            visualize.save_step_images(model, test_images, folder, current)
+            drawing.submit(visualize.step_images(model, test_images, folder, current))
         if final or stopping:
             break
     progress.close()
+    drawing.close()  # the last step's images, before training.gif is made of them
     log.close()
     validation_log.close()
     minutes = (time.time() - started) / 60
@@ -369,8 +383,29 @@ def analyze_run(model, source, folder):
 def build_model(p, image_shape):
     return BetaVAE(
         image_shape, p["conv_layers"], p["dense_layers"], p["latent_size"],
-        p["activation"],
+        p["activation"], p["precision"],
     )  # fmt: skip
+
+
+def build_optimizer(p):
+    optimizer = keras.optimizers.Adam(p["learning_rate"], beta_1=p["adam_beta_1"])
+    if p["precision"] == "mixed_float16":
+        # float16 gradients underflow below 6e-8: scale the loss up and the
+        # gradients back down, dynamically (Micikevicius et al. 2018). bfloat16
+        # has float32's range and needs no scaling.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def steps_in_next_call(current, p):
+    """How many steps the next call trains: up to steps_per_call, ending at the
+    next step that validates, saves or draws (or at num_steps), so that each of
+    those happens at exactly its step, whatever steps_per_call is."""
+    events = [p["num_steps"]] + [
+        (current // p[k] + 1) * p[k]
+        for k in ("validation_step", "checkpoint_step", "plot_step")
+    ]
+    return min(p["steps_per_call"], min(events) - current)
 
 
 def write_final_artifacts(model, source, folder):

@@ -42,6 +42,7 @@ def kl_per_latent(z_mean, z_log_var):
 # --- schedules: pure functions of the training step, so a resumed run continues them
 
 BETA_SCHEDULES = ("constant", "warmup", "decrease")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OBJECTIVES = ("beta", "capacity")
 
 
@@ -124,9 +125,13 @@ def check_image_size(image_size, conv_layers):
     return None
 
 
-def build_encoder(image_shape, conv_layers, dense_layers, latent_size, activation):
+def build_encoder(
+    image_shape, conv_layers, dense_layers, latent_size, activation, dtype=None
+):
     """Convs then dense layers, then *linear* μ and log σ² heads (the original
-    passed them through leaky ReLU, which forbids negative means)."""
+    passed them through leaky ReLU, which forbids negative means). `dtype`: the
+    hidden layers' Keras dtype policy, e.g. "mixed_float16"; the heads stay
+    float32 so that the KL (exp of log σ²) is computed in float32."""
     images = keras.Input(image_shape, name="images")  # (B, S, S, C)
     x = images
     for i, (filters, kernel, stride) in enumerate(conv_layers):
@@ -137,19 +142,24 @@ def build_encoder(image_shape, conv_layers, dense_layers, latent_size, activatio
             padding="same",
             activation=activation,
             name=f"conv{i}",
+            dtype=dtype,
         )(x)
     x = keras.layers.Flatten()(x)  # (B, S/16 · S/16 · 32) for the default spec
     for i, (units,) in enumerate(dense_layers):
-        x = keras.layers.Dense(units, activation=activation, name=f"dense{i}")(x)
-    z_mean = keras.layers.Dense(latent_size, name="z_mean")(x)  # (B, L)
-    z_log_var = keras.layers.Dense(latent_size, name="z_log_var")(x)  # (B, L)
+        x = keras.layers.Dense(
+            units, activation=activation, name=f"dense{i}", dtype=dtype
+        )(x)
+    z_mean = keras.layers.Dense(latent_size, name="z_mean", dtype="float32")(x)
+    z_log_var = keras.layers.Dense(latent_size, name="z_log_var", dtype="float32")(x)
     return keras.Model(images, [z_mean, z_log_var], name="encoder")
 
 
-def build_decoder(image_shape, conv_layers, dense_layers, latent_size, activation):
+def build_decoder(
+    image_shape, conv_layers, dense_layers, latent_size, activation, dtype=None
+):
     """The encoder's mirror image: dense layers reversed, then transposed convs in
     reverse order, each giving the channel count its encoder twin received, so the
-    last one gives the image's channels. Outputs logits (B, S, S, C)."""
+    last one gives the image's channels. Outputs float32 logits (B, S, S, C)."""
     size, channels = image_shape[0], image_shape[-1]
     for _, _, stride in conv_layers:
         size //= stride
@@ -157,10 +167,12 @@ def build_decoder(image_shape, conv_layers, dense_layers, latent_size, activatio
     z = keras.Input((latent_size,), name="z")  # (B, L)
     x = z
     for i, (units,) in enumerate(reversed(dense_layers)):
-        x = keras.layers.Dense(units, activation=activation, name=f"dense{i}")(x)
+        x = keras.layers.Dense(
+            units, activation=activation, name=f"dense{i}", dtype=dtype
+        )(x)
     last_filters = conv_layers[-1][0]
     x = keras.layers.Dense(
-        size * size * last_filters, activation=activation, name="to_conv"
+        size * size * last_filters, activation=activation, name="to_conv", dtype=dtype
     )(x)
     x = keras.layers.Reshape((size, size, last_filters))(x)  # (B, S/16, S/16, 32)
     mirrored = list(zip(reversed(conv_layers), reversed(in_channels), strict=True))
@@ -173,7 +185,10 @@ def build_decoder(image_shape, conv_layers, dense_layers, latent_size, activatio
             padding="same",
             activation=None if last else activation,
             name=f"deconv{i}",
+            dtype=dtype,
         )(x)
+    # The losses are summed over thousands of pixels: in float32 whatever the policy.
+    x = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(z, x, name="decoder")  # (B, S, S, C) logits
 
 
@@ -190,16 +205,17 @@ class BetaVAE(keras.Model):
         dense_layers,
         latent_size,
         activation="leaky_relu",
+        precision="float32",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.latent_size = latent_size
-        self.encoder = build_encoder(
-            image_shape, conv_layers, dense_layers, latent_size, activation
-        )
-        self.decoder = build_decoder(
-            image_shape, conv_layers, dense_layers, latent_size, activation
-        )
+        layers = (image_shape, conv_layers, dense_layers, latent_size, activation)
+        # Mixed precision (Micikevicius et al. 2018): 16-bit compute, float32
+        # variables; float32 everywhere else.
+        policy = None if precision == "float32" else precision
+        self.encoder = build_encoder(*layers, dtype=policy)
+        self.decoder = build_decoder(*layers, dtype=policy)
 
     def call(self, images, training=False, epsilon=None):
         """`epsilon` (B, L): the standard-normal noise of the sample, given by the

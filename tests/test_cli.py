@@ -106,6 +106,9 @@ def test_parse_errors(argv, message):
         (["--learning_rate=0"], "learning_rate=0.0 must be > 0"),
         (["--run_name=../elsewhere"], "no slashes"),
         (["--conv_layers=[[32,4]]"], "[filters, kernel, stride]"),
+        (["--steps_per_call=0"], "steps_per_call=0 must be a whole number ≥ 1"),
+        (["--jit_compile=True"], "jit_compile='True' is not one of auto, on, off"),
+        (["--precision=float16"], "precision='float16' is not one of float32, mixed"),
     ],
 )
 def test_invalid_values_are_named(argv, message):

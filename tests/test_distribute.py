@@ -69,20 +69,26 @@ def train(strategy, initial_weights=None):
     if initial_weights is not None:
         model.set_weights(initial_weights)
     initial = model.get_weights()
-    train_step, validation_losses = make_steps(
+    train_steps, validation_losses = make_steps(
         strategy, model, optimizer, step, ObjectiveSettings(), 8, 7
     )
     batches = iter(
         distributed_batches(strategy, source, source.splits["train"], 8, seed=5)
     )
-    steps = [
-        {k: np.asarray(v).tolist() for k, v in train_step(next(batches)).items()}
-        for _ in range(10)
-    ]
+    steps = []
+    for count in (1, 4, 5):  # 10 steps, in calls of several steps each
+        values = train_steps(batches, tf.constant(count, tf.int32))
+        steps += [
+            {k: np.asarray(v[i]).tolist() for k, v in values.items()}
+            for i in range(count)
+        ]
+    validation = distributed_batches(
+        strategy, source, source.splits["validation"], 8, num_steps=1
+    )
     return {
         "replicas": strategy.num_replicas_in_sync,
         "steps": steps,
-        "validation": validation_losses(source.splits["validation"], source),
+        "validation": validation_losses(validation),
         "initial": [w.tolist() for w in initial],
         "final": [w.tolist() for w in model.get_weights()],
     }
@@ -118,7 +124,8 @@ def test_two_mirrored_devices_train_exactly_like_one():
     losses = [s["loss"] for s in one["steps"]]
     assert len(set(losses)) == len(losses)  # each step a different batch
     for key in one["validation"]:
-        assert two["validation"][key] == pytest.approx(one["validation"][key], 1e-5)
+        expected = pytest.approx(one["validation"][key], rel=1e-5, abs=1e-6)
+        assert two["validation"][key] == expected  # as the steps: KL can be ~1e-4
 
     moved = 0.0
     for start, a, b in zip(one["initial"], one["final"], two["final"], strict=True):

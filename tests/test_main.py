@@ -78,16 +78,23 @@ def test_training_writes_every_artifact(celeba_dir, tmp_path):
 
 
 def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path):
+    """Also: how many steps run per call (steps_per_call) changes nothing."""
     out = tmp_path / "predictions"
     common = [
         *SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}",
         "--validation_step=10", "--plot_step=100", "--checkpoint_step=10",
     ]  # fmt: skip
-    straight = run_main(*common, "--run_name=straight", "--num_steps=30")
+    straight = run_main(
+        *common, "--run_name=straight", "--num_steps=30", "--steps_per_call=1"
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
-    first = run_main(*common, "--run_name=resumed", "--num_steps=20")
+    first = run_main(
+        *common, "--run_name=resumed", "--num_steps=20", "--steps_per_call=7"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_main(*common, "--run_name=resumed", "--num_steps=30")
+    second = run_main(
+        *common, "--run_name=resumed", "--num_steps=30", "--steps_per_call=3"
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming" in second.stdout
 
@@ -95,6 +102,11 @@ def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path):
     _, uninterrupted = read_csv(out / "straight" / "log.csv")
     assert [int(r["step"]) for r in resumed] == list(range(1, 31))  # no gap, no dup
     # Same data order, noise and optimizer state: the same numbers as one long run.
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+    _, resumed = read_csv(out / "resumed" / "validation.csv")
+    _, uninterrupted = read_csv(out / "straight" / "validation.csv")
+    assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted]
     for a, b in zip(resumed, uninterrupted, strict=True):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
 
@@ -188,3 +200,17 @@ def test_dsprites_run_writes_metrics(tmp_path):
     for key in ("beta_vae", "factor_vae", "mig", "dci_disentanglement"):
         assert 0 <= metrics[key] <= 1
     assert metrics["step"] == 5 and metrics["num_images_encoded"] == 737_280
+
+
+@pytest.mark.parametrize(
+    "current, expected",
+    [(0, 7), (7, 3), (10, 7), (17, 3), (95, 5), (98, 2)],
+)
+def test_a_call_of_several_steps_ends_at_the_next_event(current, expected):
+    from main import steps_in_next_call
+
+    p = {
+        "steps_per_call": 7, "num_steps": 100, "validation_step": 10,
+        "checkpoint_step": 20, "plot_step": 50,
+    }  # fmt: skip
+    assert steps_in_next_call(current, p) == expected

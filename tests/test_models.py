@@ -179,3 +179,40 @@ def test_compute_losses_per_example_and_per_latent():
         out["loss"], out["reconstruction_loss"] + 2.0 * out["kl"], rtol=1e-5
     )
     assert model.decode(tf.zeros((2, 5))).shape == (2, 32, 32, 1)
+
+
+@pytest.mark.parametrize(
+    "precision, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")]
+)
+def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, compute):
+    import keras
+
+    from main import build_optimizer
+    from utils.steps import make_steps
+
+    model = BetaVAE((32, 32, 1), SPEC, DENSE, 5, precision=precision)
+    assert model.encoder.get_layer("conv0").compute_dtype == compute
+    assert model.decoder.get_layer("deconv0").compute_dtype == compute
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}
+    cfg = ObjectiveSettings(reconstruction_loss="bernoulli")
+    out = compute_losses(model, tf.zeros((2, 32, 32, 1)), 0, cfg, tf.zeros((2, 5)))
+    assert {v.dtype for v in out.values()} == {tf.float32}  # losses, KL, β
+
+    p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": precision}
+    optimizer = build_optimizer(p)
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == "mixed_float16")  # bfloat16 needs no scaling
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64)
+    train_steps, _ = make_steps(
+        tf.distribute.get_strategy(), model, optimizer, step, cfg, 8, 0
+    )
+    rng = np.random.default_rng(0)
+    images = (rng.random((8, 32, 32, 1)) < 0.3).astype(np.uint8) * 255
+    batches = iter(tf.data.Dataset.from_tensors(images).repeat())
+    before = [w.copy() for w in model.get_weights()]
+    losses = train_steps(batches, tf.constant(20, tf.int32))["loss"].numpy()
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert int(step.numpy()) == 20
+    after = model.get_weights()
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))

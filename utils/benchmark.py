@@ -22,16 +22,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ chatter ("no CUDA")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from main import build_model  # noqa: E402
+from main import build_model, build_optimizer, steps_in_next_call  # noqa: E402
 from models import ObjectiveSettings  # noqa: E402
 from utils import cli  # noqa: E402
 from utils.celeba import FOLDER_NAME, PARTITION_FILE, load_celeba  # noqa: E402
-from utils.data import to_float  # noqa: E402
 from utils.steps import make_steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,30 +65,31 @@ def say(message):
 
 def bare_rates(p, steps):
     """Images/s of utils.steps' train step (default strategy) on one in-memory
-    batch, fetching its values each step as the loop does; then of the same step
-    compiled by XLA, which the product code is not. Each after warm-up, the median
-    of three stretches of `steps`, so that a burst of other load moves it less."""
+    batch, all `steps` in one call: the model's own speed, with no Python between
+    steps. Then the same with each replica's step compiled by XLA (jit_compile=on).
+    Each after warm-up, the median of three calls of `steps`, so that a burst of
+    other load moves it less."""
     channels = 1 if p["dataset"] == "dsprites" else 3
     shape = (p["image_size"], p["image_size"], channels)
-    model = build_model(p, shape)
-    optimizer = keras.optimizers.Adam(p["learning_rate"], beta_1=p["adam_beta_1"])
-    optimizer.build(model.trainable_variables)
-    cfg, step = ObjectiveSettings.of(p), tf.Variable(0, dtype=tf.int64)
-    train_step, _ = make_steps(
-        tf.distribute.get_strategy(), model, optimizer, step, cfg, p["batch_size"], 0
-    )
     pixels = np.random.default_rng(0).integers(0, 256, (p["batch_size"], *shape))
     if channels == 1:
         pixels = (pixels >= 128) * 255  # dSprites is binary
-    images = to_float(pixels.astype(np.uint8))
-    xla = tf.function(train_step.python_function, jit_compile=True)
+    batches = iter(tf.data.Dataset.from_tensors(pixels.astype(np.uint8)).repeat())
     rates = {}
-    for key, function in (("bare", train_step), ("bare_xla", xla)):
+    for key, xla in (("bare", False), ("bare_xla", True)):
+        model = build_model(p, shape)
+        optimizer = build_optimizer(p)
+        optimizer.build(model.trainable_variables)
+        cfg, step = ObjectiveSettings.of(p), tf.Variable(0, dtype=tf.int64)
+        train_steps, _ = make_steps(
+            tf.distribute.get_strategy(), model, optimizer, step, cfg,
+            p["batch_size"], 0, jit_compile=xla,
+        )  # fmt: skip
         seconds = []
         for count in (5, steps, steps, steps):  # first: tracing (compiling), warm-up
             started = time.perf_counter()
-            for _ in range(count):
-                {k: v.numpy() for k, v in function(images).items()}
+            values = train_steps(batches, tf.constant(count, tf.int32))
+            {k: v.numpy() for k, v in values.items()}
             seconds.append(time.perf_counter() - started)
         rates[f"{key}_images_per_s"] = (
             steps * p["batch_size"] / float(np.median(seconds[1:]))
@@ -104,14 +103,30 @@ def bare_rates(p, steps):
 def loop_schedule(p, period, off=False):
     """main.py's frequencies, and the window (first, last] of steps measured: one
     period after the first validation, checkpoint and images (their one-time
-    tracing and file creation), which a 100k-step run amortises away."""
-    first, last = round(1.1 * period), round(2.1 * period)
+    tracing and file creation), which a 100k-step run amortises away. "off" keeps
+    validation (and its best checkpoint) and drops the logs, latest checkpoints
+    and images to the last step, a log row just often enough to time the run."""
     names = ("validation_step", "checkpoint_step", "plot_step")
     frequencies = {k: max(1, p[k] * period // p["plot_step"]) for k in names}
     frequencies["log_step"] = p["log_step"]
-    if off:  # only at the last step, and a log row just often enough to time it
-        frequencies = {k: last for k in names} | {"log_step": math.gcd(first, last)}
+    last = round(2.1 * period)
+    schedule = {**p, "num_steps": last, **frequencies}
+    ends = call_ends(schedule)  # first: the first step a call ends at after 1.1 periods
+    first = min(s for s in ends if s >= round(1.1 * period))
+    if off:
+        frequencies |= {"checkpoint_step": last, "plot_step": last}
+        frequencies["log_step"] = math.gcd(*call_ends({**schedule, **frequencies}))
     return {"num_steps": last, **frequencies}, (first, last)
+
+
+def call_ends(p):
+    """The steps at which main.py's calls of several steps end (it logs each call's
+    steps together, so only these have distinct wall times)."""
+    ends, current = [], 0
+    while current < p["num_steps"]:
+        current += steps_in_next_call(current, p)
+        ends.append(current)
+    return ends
 
 
 def run_main(args, log_path):
@@ -170,8 +185,14 @@ def measure_loop(p, data_dir, predictions, name, sizes, off=False):
     args = [cli.as_argument(k, v) for k, v in overrides.items()]
     start, seconds, peak, anonymous = run_main(args, predictions / f"{name}.log")
     times = step_times(predictions / name)
-    logged = sorted(s for s in times if first <= s <= last)
-    typical = float(np.median(np.diff([times[s] for s in logged]) / np.diff(logged)))
+    ends = call_ends({**p, **schedule})
+    window = [s for s in ends if first <= s <= last]
+    typical = float(np.median(np.diff([times[s] for s in window]) / np.diff(window)))
+
+    def extra(step):  # what the call after `step` took beyond its steps' share
+        after = ends[ends.index(step) + 1]
+        return times[after] - times[step] - typical * (after - step)
+
     result = {
         "images_per_s": (last - first) * p["batch_size"] / (times[last] - times[first]),
         "median_step_ms": 1000 * typical,
@@ -185,10 +206,10 @@ def measure_loop(p, data_dir, predictions, name, sizes, off=False):
             (first // schedule[k] + 1) * schedule[k]
             for k in ("validation_step", "plot_step")
         )
-        extra = {s: times[s + 1] - times[s] - typical for s in (validation, plot)}
-        result["validation_checkpoint_s"] = extra[validation]
-        result["images_s"] = extra[plot] - extra[validation]
-        result["first_step_s"] = times[1] - start
+        result["validation_checkpoint_s"] = extra(validation)
+        result["images_s"] = extra(plot) - extra(validation)
+        # The first call's end, less its other steps at the typical rate.
+        result["first_step_s"] = times[ends[0]] - start - typical * (ends[0] - 1)
     return result
 
 

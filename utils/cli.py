@@ -100,6 +100,8 @@ def _typed(name, text, example):
 def _conform(name, text, value, example):
     if value is None or example is None:
         return value
+    if isinstance(example, str) and not isinstance(value, str):
+        return text  # --jit_compile=True is the word "True", which validation names
     if isinstance(example, bool) != isinstance(value, bool):
         raise UsageError(f"--{name}={text}: expected true or false")
     if isinstance(example, float) and isinstance(value, int):
@@ -112,8 +114,6 @@ def _conform(name, text, value, example):
         return int(value)
     if isinstance(example, list) and not isinstance(value, list):
         raise UsageError(f"--{name}={text}: expected a list like {example!r}")
-    if isinstance(example, str) and not isinstance(value, str):
-        return text
     return value
 
 

@@ -2,7 +2,13 @@
 
 import re
 
-from models import BETA_SCHEDULES, OBJECTIVES, RECONSTRUCTION_LOSSES, check_image_size
+from models import (
+    BETA_SCHEDULES,
+    OBJECTIVES,
+    PRECISIONS,
+    RECONSTRUCTION_LOSSES,
+    check_image_size,
+)
 from utils.distribute import STRATEGIES
 
 DATASETS = ("celeba", "dsprites")
@@ -16,6 +22,8 @@ CHOICES = {
     "objective": OBJECTIVES,
     "beta_schedule": BETA_SCHEDULES,
     "strategy": STRATEGIES,
+    "jit_compile": ("auto", "on", "off"),
+    "precision": PRECISIONS,
 }
 # name: smallest allowed value
 AT_LEAST = {
@@ -35,6 +43,7 @@ AT_LEAST = {
     "checkpoint_step": 1,
     "plot_step": 1,
     "log_step": 1,
+    "steps_per_call": 1,
     "crop_size": 8,
     "image_size": 8,
 }

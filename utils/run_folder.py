@@ -31,8 +31,12 @@ RESUMABLE_CHANGES = {
     "predictions_dir",
     "strategy",
     "steps_per_call",
+    "jit_compile",
     "learning_rate",
 }
+# Parameters added after runs were made, with the value those runs were trained
+# with: an older params.json lacks them and still resumes, evaluates and analyses.
+ADDED_LATER = {"precision": "float32"}
 # Resumable, but they change what is trained from the resume on: a resume says so.
 TRAINING_CHANGES = ("learning_rate",)
 
@@ -156,7 +160,7 @@ def _size(count):
 def load_parameters(folder):
     """The parameters saved in a run folder, or None if it has none."""
     path = Path(folder) / "params.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return {**ADDED_LATER, **json.loads(path.read_text())} if path.exists() else None
 
 
 def check_same_experiment(saved, p, folder):

@@ -1,6 +1,8 @@
 """What the model shows of itself: reconstructions, interpolations and traversals,
 computed from a few fixed test images and written by utils.images."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from utils import images as image_files
@@ -36,43 +38,63 @@ def traversal_latents(z, order, values=TRAVERSAL_VALUES):
     return grid.reshape(-1, z.shape[-1])
 
 
-def save_step_images(model, test_images, folder, step):
+def step_images(model, test_images, folder, step):
     """The composite (originals, reconstructions, interpolations) and the latent
-    traversal for `step`, into `folder`/composites and `folder`/traversals."""
+    traversal (one row per latent, by KL) for `step`. The model's part runs now,
+    with the current weights, in one decoder call; the drawing and the files are
+    returned as a function, for a BackgroundDrawing to run while training goes on."""
     z_mean, z_log_var = encode_means(model, test_images)
-    reconstructions = np.asarray(model.decode(z_mean))
-    interpolations = np.asarray(model.decode(interpolation_latents(z_mean)))
-    composites = folder / "composites"
-    composites.mkdir(exist_ok=True)
-    image_files.save_composite(
-        composites / image_files.step_filename("step", step, "jpg"),
-        step,
-        np.asarray(test_images),
-        reconstructions,
-        interpolations,
-    )
     kl = kl_per_latent_of(z_mean, z_log_var)
-    save_traversal(
-        model,
-        z_mean[0],
-        kl,
-        folder / "traversals",
-        image_files.step_filename("traversal", step, "png"),
-        step,
+    order = np.argsort(-kl)  # most informative first
+    latents = [
+        z_mean,
+        interpolation_latents(z_mean),
+        traversal_latents(z_mean[0], order),
+    ]
+    decoded = np.asarray(model.decode(np.concatenate(latents)))
+    reconstructions, interpolations, traversals = np.split(
+        decoded, np.cumsum([len(z) for z in latents[:2]])
     )
-    return kl
+    originals = np.asarray(test_images)
+
+    def draw():
+        for name in ("composites", "traversals"):
+            (folder / name).mkdir(exist_ok=True)
+        image_files.save_composite(
+            folder / "composites" / image_files.step_filename("step", step, "jpg"),
+            step, originals, reconstructions, interpolations,
+        )  # fmt: skip
+        image_files.save_traversal(
+            folder / "traversals" / image_files.step_filename("traversal", step, "png"),
+            step,
+            traversals.reshape(len(order), len(TRAVERSAL_VALUES), *decoded.shape[1:]),
+            kl, TRAVERSAL_VALUES, order,
+        )  # fmt: skip
+
+    return draw
 
 
-def save_traversal(model, z, kl, folder, filename, step=None, max_latents=None):
-    """One row per latent, sorted by KL (most informative first)."""
-    order = np.argsort(-kl)[:max_latents]
-    decoded = np.asarray(model.decode(traversal_latents(z, order)))
-    folder.mkdir(exist_ok=True)
-    image_files.save_traversal(
-        folder / filename,
-        step,
-        decoded.reshape(len(order), len(TRAVERSAL_VALUES), *decoded.shape[1:]),
-        kl,
-        TRAVERSAL_VALUES,
-        order,
-    )
+class BackgroundDrawing:
+    """Runs the step images' drawing (matplotlib, PNG and JPEG encoding, the files)
+    in one worker thread, overlapping the next training steps. One at a time; an
+    error (a full disk, say) is raised in the training loop at the next submit or
+    at close()."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="step-images")
+        self.pending = None
+
+    def submit(self, draw):
+        self.wait()
+        self.pending = self.pool.submit(draw)
+
+    def wait(self):
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()  # re-raises the drawing's error here
+
+    def close(self):
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
