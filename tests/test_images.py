@@ -196,3 +196,32 @@ def test_read_log_csv_round_trip_with_empty_cells(tmp_path):
         "step": 0,
         "loss": 0,
     }
+
+
+def test_step_images_are_drawn_in_the_background_and_errors_reach_the_loop(tmp_path):
+    import threading
+
+    from models import BetaVAE
+    from utils.visualize import BackgroundDrawing, step_images
+
+    model = BetaVAE((32, 32, 3), [[8, 4, 2]] * 4, [[16]], 3)
+    draw = step_images(model, random_images(16, 32), tmp_path, 7)
+    assert not list(tmp_path.iterdir())  # the model's part only, so far
+    drawing, threads = BackgroundDrawing(), []
+    drawing.submit(lambda: threads.append(threading.current_thread()) or draw())
+    drawing.close()
+    assert threads and threads[0] is not threading.main_thread()
+    composite = iio.imread(tmp_path / "composites" / "step_0000007.jpg")
+    traversal = iio.imread(tmp_path / "traversals" / "traversal_0000007.png")
+    assert composite.shape[1] >= 16 * 32 and traversal.shape[0] > 3 * 32
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    drawing = BackgroundDrawing()
+    drawing.submit(full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        drawing.submit(draw)  # the next images: the failure is raised first
+    drawing.submit(full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        drawing.close()
