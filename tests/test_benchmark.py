@@ -10,6 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 COMMON = [
     "images", "bare_images_per_s", "bare_xla_images_per_s", "fed_images_per_s",
+    "pipeline_images_per_s",
     "fed_ratio", "loop_images_per_s", "loop_ratio_raw", "ratio", "overhead",
     "validation_share", "log_ms", "validation_checkpoint_s", "validation_s",
     "images_s", "median_step_ms", "first_step_s", "peak_memory_mib",

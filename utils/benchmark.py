@@ -70,18 +70,18 @@ def say(message):
 def in_process_rates(p, source, steps, rounds=5):
     """In this process, on the default strategy, with main.py's model, optimizer
     and steps (utils.steps):
-    - bare: one in-memory batch, `steps` steps in one call: the model alone;
+    - bare: one batch in memory, `steps` steps in one call: the model alone;
     - fed: the real input pipeline (utils.data) and the loop's calls of
       steps_per_call with their values fetched — alternated with bare, `rounds`
       times each, so that a change in the machine's speed (other load, clocks)
       moves both alike, and their ratio stays trustworthy;
     - bare with each replica's step compiled by XLA (jit_compile=on);
+    - the input pipeline alone, with no model;
     - one validation (validation_batches batches), and one step's logging."""
     shape = source.image_shape
-    pixels = np.random.default_rng(0).integers(0, 256, (p["batch_size"], *shape))
-    if shape[-1] == 1:
-        pixels = (pixels >= 128) * 255  # dSprites is binary
-    in_memory = iter(tf.data.Dataset.from_tensors(pixels.astype(np.uint8)).repeat())
+    # A real batch (noise images train at another speed on this CPU), held in memory.
+    batch = source.read(source.splits["train"][: p["batch_size"]])
+    in_memory = iter(tf.data.Dataset.from_tensors(batch).repeat())
     strategy = tf.distribute.get_strategy()
     pipeline = iter(
         distributed_batches(
@@ -124,6 +124,10 @@ def in_process_rates(p, source, steps, rounds=5):
         "fed_images_per_s": images_per_s(seconds["fed"], sum(calls)),
     }
     rates["fed_ratio"] = rates["fed_images_per_s"] / rates["bare_images_per_s"]
+    # The pipeline alone, as fast as it can go: the headroom a faster device has.
+    pulled = max(steps, 200)
+    seconds = timed(lambda: [next(pipeline) for _ in range(pulled)])
+    rates["pipeline_images_per_s"] = pulled * p["batch_size"] / seconds
 
     validation_indices = fixed_indices(
         source.splits["validation"], p["validation_batches"] * p["batch_size"]
@@ -413,6 +417,7 @@ ROWS = [  # (JSON key, label); rates in images/s
     ("bare_images_per_s", "bare train step (in-memory batch)"),
     ("bare_xla_images_per_s", "bare train step, XLA (jit_compile=on)"),
     ("fed_images_per_s", "same step fed by the input pipeline"),
+    ("pipeline_images_per_s", "input pipeline alone (no model)"),
     ("loop_images_per_s", "end-to-end: python main.py"),
     ("loop_cold_images_per_s", "end-to-end, first pass (cache cold)"),
     ("loop_ratio_raw", "end-to-end / bare, timed minutes apart"),
