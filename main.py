@@ -236,7 +236,7 @@ def train_loop(p, source, strategy, folder, resume_step):
     cfg = ObjectiveSettings.of(p)
     train_steps, validation_losses = make_steps(
         strategy, model, optimizer, step, cfg, p["batch_size"], p["seed"],
-        jit_compile=use_xla(p["jit_compile"]),
+        jit_compile=use_xla(p["jit_compile"], strategy),
     )  # fmt: skip
 
     # --- logs: stable column names, which become CSV headers and TensorBoard tags

@@ -52,7 +52,7 @@ num_steps = 100_000  # training steps in total; raise it and rerun the same run_
 # --- devices and speed (none changes what is learnt, except precision a little)
 strategy = "auto"  # auto: one device, or all local GPUs when several | mirrored: all local GPUs | multi_worker: the machines in TF_CONFIG
 steps_per_call = 10  # train steps per call into TensorFlow, looped in the graph: less Python per step (matters on a GPU); logs, validation, checkpoints and images still come at their exact steps
-jit_compile = "auto"  # XLA-compile the train step: auto (on with a GPU; 2× slower on CPU) | on | off
+jit_compile = "auto"  # XLA-compile the train step: auto (on with one GPU; off on CPU, where it is 2× slower, and with several devices) | on | off
 precision = "float32"  # float32 | mixed_float16 (GPUs with tensor cores; loss scaling) | mixed_bfloat16 (TPUs, recent CPUs): 16-bit compute, float32 weights and losses
 
 # --- validation, checkpoints and logs

@@ -400,3 +400,15 @@ def test_multi_worker_with_a_wrong_tf_config_says_so(monkeypatch, tf_config):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(StrategyError, match="TF_CONFIG=.*expected e.g."):
         make_strategy("multi_worker")
+
+
+def test_xla_auto_is_on_only_with_one_gpu():
+    import tensorflow as tf
+
+    from utils.distribute import use_xla
+
+    default = tf.distribute.get_strategy()
+    has_gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert use_xla("auto", default) == has_gpu  # off on this CPU: 2× slower
+    assert not use_xla("auto", tf.distribute.OneDeviceStrategy("/cpu:0"))
+    assert use_xla("on", default) and not use_xla("off", default)

@@ -37,12 +37,15 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
-def use_xla(jit_compile):
-    """jit_compile = auto | on | off → whether XLA compiles the train step. auto:
-    on when a GPU is present, where fusing the small convolutions' elementwise
-    work pays; off on CPU, where it measured 2× slower (README, Performance)."""
+def use_xla(jit_compile, strategy):
+    """jit_compile = auto | on | off → whether XLA compiles the train step. auto,
+    as Keras's own: on with a GPU and one device, where fusing the element-wise
+    work around the small convolutions pays; off on CPU (2× slower here, README,
+    Performance) and under a multi-device strategy, whose all-reduce inside an
+    XLA cluster not every setup supports. on forces it."""
     if jit_compile == "auto":
-        return bool(tf.config.list_logical_devices("GPU"))
+        one_device = strategy is tf.distribute.get_strategy()  # the default one
+        return one_device and bool(tf.config.list_logical_devices("GPU"))
     return jit_compile == "on"
 
 

@@ -75,7 +75,8 @@ def make_steps(
         # Fixed noise: validation losses differ only by the weights.
         salt = tf.constant(-1, tf.int64)
         out = compute_losses(model, images, step, cfg, noise(images, salt))
-        return {k: batch_means(out)[k] for k in VALIDATION_KEYS}
+        means = batch_means(out)
+        return {k: means[k] for k in VALIDATION_KEYS}
 
     if jit_compile:  # each replica's step, as Keras does: the loop stays outside XLA
         replica_train_step = tf.function(replica_train_step, jit_compile=True)
