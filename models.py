@@ -144,7 +144,7 @@ def build_encoder(
             name=f"conv{i}",
             dtype=dtype,
         )(x)
-    x = keras.layers.Flatten()(x)  # (B, S/16 · S/16 · 32) for the default spec
+    x = keras.layers.Flatten(dtype=dtype)(x)  # (B, S/16 · S/16 · 32), default spec
     for i, (units,) in enumerate(dense_layers):
         x = keras.layers.Dense(
             units, activation=activation, name=f"dense{i}", dtype=dtype
@@ -174,7 +174,8 @@ def build_decoder(
     x = keras.layers.Dense(
         size * size * last_filters, activation=activation, name="to_conv", dtype=dtype
     )(x)
-    x = keras.layers.Reshape((size, size, last_filters))(x)  # (B, S/16, S/16, 32)
+    # dtype: a float32 layer here would cast the 16-bit activations up and back.
+    x = keras.layers.Reshape((size, size, last_filters), dtype=dtype)(x)
     mirrored = list(zip(reversed(conv_layers), reversed(in_channels), strict=True))
     for i, ((_, kernel, stride), filters) in enumerate(mirrored):
         last = i == len(mirrored) - 1
@@ -211,8 +212,8 @@ class BetaVAE(keras.Model):
         super().__init__(**kwargs)
         self.latent_size = latent_size
         layers = (image_shape, conv_layers, dense_layers, latent_size, activation)
-        # Mixed precision (Micikevicius et al. 2018): 16-bit compute, float32
-        # variables; float32 everywhere else.
+        # Mixed precision (Micikevicius et al. 2018): the hidden layers compute in
+        # 16 bits on float32 variables; the heads, logits and losses stay float32.
         policy = None if precision == "float32" else precision
         self.encoder = build_encoder(*layers, dtype=policy)
         self.decoder = build_decoder(*layers, dtype=policy)

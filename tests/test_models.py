@@ -193,6 +193,9 @@ def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, co
     model = BetaVAE((32, 32, 1), SPEC, DENSE, 5, precision=precision)
     assert model.encoder.get_layer("conv0").compute_dtype == compute
     assert model.decoder.get_layer("deconv0").compute_dtype == compute
+    assert model.encoder.get_layer("z_mean").compute_dtype == "float32"
+    casts = [layer for layer in model.decoder.layers if layer.name == "logits"]
+    assert casts and casts[0].compute_dtype == "float32"
     assert {v.dtype for v in model.trainable_variables} == {"float32"}
     cfg = ObjectiveSettings(reconstruction_loss="bernoulli")
     out = compute_losses(model, tf.zeros((2, 32, 32, 1)), 0, cfg, tf.zeros((2, 5)))
