@@ -29,6 +29,7 @@ from utils.data import (  # noqa: E402
     fixed_indices,
     load_source,
     to_float,
+    validation_batches,
 )
 from utils.distribute import (  # noqa: E402
     StrategyError,
@@ -41,7 +42,7 @@ from utils.distribute import (  # noqa: E402
 )
 from utils.evaluate import evaluate_metrics  # noqa: E402
 from utils.images import save_gif  # noqa: E402
-from utils.logs import CsvLog, TensorBoard  # noqa: E402
+from utils.logs import CsvLog, TensorBoard, log_train_step  # noqa: E402
 from utils.plots import read_log_csv, save_kl_bars, save_loss_curves  # noqa: E402
 from utils.run_folder import (  # noqa: E402
     RESUMABLE_CHANGES,
@@ -201,13 +202,9 @@ def train_loop(p, source, strategy, folder, resume_step):
     test_images = to_float(
         source.read(fixed_indices(source.splits["test"], NUM_TEST_IMAGES))
     )
-    validation_indices = fixed_indices(
-        source.splits["validation"], p["validation_batches"] * p["batch_size"]
+    validation_data = validation_batches(
+        strategy, source, p["validation_batches"], p["batch_size"]
     )
-    validation_data = distributed_batches(  # built once, read at each validation
-        strategy, source, validation_indices, p["batch_size"],
-        num_steps=len(validation_indices) // p["batch_size"],
-    )  # fmt: skip
     train_batches = iter(
         distributed_batches(
             strategy, source, source.splits["train"], p["batch_size"],
@@ -291,9 +288,7 @@ def train_loop(p, source, strategy, folder, resume_step):
                 )
                 return 1
             if current % p["log_step"] == 0:
-                kl_latents = dict(zip(latents, values["kl_per_latent"], strict=True))
-                log.append({"step": current, **values, **kl_latents})
-                tensorboard.write("train", current, {k: values[k] for k in scalars})
+                log_train_step(log, tensorboard, current, values, scalars, latents)
         progress.update(count)
         progress.set_postfix({k: f"{values[k]:.4g}" for k in scalars}, refresh=False)
         final = current == p["num_steps"]

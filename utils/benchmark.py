@@ -32,8 +32,8 @@ from main import build_model, build_optimizer, steps_in_next_call  # noqa: E402
 from models import ObjectiveSettings  # noqa: E402
 from utils import cli  # noqa: E402
 from utils.celeba import FOLDER_NAME, PARTITION_FILE, load_celeba  # noqa: E402
-from utils.data import distributed_batches, fixed_indices, load_source  # noqa: E402
-from utils.logs import CsvLog, TensorBoard  # noqa: E402
+from utils.data import distributed_batches, load_source, validation_batches  # noqa: E402
+from utils.logs import CsvLog, TensorBoard, log_train_step  # noqa: E402
 from utils.steps import make_steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,13 +129,9 @@ def in_process_rates(p, source, steps, rounds=5):
     seconds = timed(lambda: [next(pipeline) for _ in range(pulled)])
     rates["pipeline_images_per_s"] = pulled * p["batch_size"] / seconds
 
-    validation_indices = fixed_indices(
-        source.splits["validation"], p["validation_batches"] * p["batch_size"]
+    validation = validation_batches(
+        strategy, source, p["validation_batches"], p["batch_size"]
     )
-    validation = distributed_batches(
-        strategy, source, validation_indices, p["batch_size"],
-        num_steps=len(validation_indices) // p["batch_size"],
-    )  # fmt: skip
     validation_losses(validation)  # tracing
     rates["validation_s"] = float(
         np.median([timed(lambda: validation_losses(validation)) for _ in "abc"])
@@ -174,9 +170,7 @@ def log_seconds(latent_size, rows=2000):
         tensorboard = TensorBoard(Path(folder) / "tensorboard")
         started = time.perf_counter()
         for step in range(1, rows + 1):
-            kl_latents = dict(zip(latents, values["kl_per_latent"], strict=True))
-            log.append({"step": step, **values, **kl_latents})
-            tensorboard.write("train", step, {k: values[k] for k in names})
+            log_train_step(log, tensorboard, step, values, names, latents)
         log.flush(), tensorboard.flush()
         seconds = time.perf_counter() - started
         log.close()

@@ -47,6 +47,17 @@ def fixed_indices(indices, count, seed=1234):
     return np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False))
 
 
+def validation_batches(strategy, source, batches, global_batch):
+    """The fixed validation subset (`batches` global batches of the validation
+    split, the same in every run) as a distributed dataset: built once, iterated
+    afresh at each validation."""
+    indices = fixed_indices(source.splits["validation"], batches * global_batch)
+    return distributed_batches(
+        strategy, source, indices, global_batch,
+        num_steps=len(indices) // global_batch,
+    )  # fmt: skip
+
+
 def distributed_batches(
     strategy, source, indices, global_batch, seed=None, start_step=0, num_steps=None
 ):

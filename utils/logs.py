@@ -111,3 +111,11 @@ class TensorBoard:
     def flush(self):
         for writer in self.writers.values():
             writer.flush()
+
+
+def log_train_step(log, tensorboard, step, values, scalars, latents):
+    """One train step's row in log.csv (scalars, and the KL of each latent in the
+    columns `latents`) and its `scalars` in TensorBoard."""
+    kl_latents = dict(zip(latents, values["kl_per_latent"], strict=True))
+    log.append({"step": step, **values, **kl_latents})
+    tensorboard.write("train", step, {k: values[k] for k in scalars})
