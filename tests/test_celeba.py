@@ -3,7 +3,11 @@
 CelebA itself is never downloaded: every image here is synthetic.
 """
 
+import fcntl
 import io
+import shutil
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -294,9 +298,56 @@ def test_interrupted_build_leaves_no_cache(celeba_dir, monkeypatch, num_workers)
     monkeypatch.setattr(image_cache, "preprocess_image", crash_midway)
     with pytest.raises(RuntimeError, match="simulated crash"):
         load(celeba_dir, num_workers=num_workers)
-    assert list((celeba_dir / "cache").iterdir()) == []  # no cache, no temp files
+    # No cache, no temporary files: only the (released) build lock.
+    left = [path.name for path in (celeba_dir / "cache").iterdir()]
+    assert left == [".celeba_64px_crop128.npy.lock"]
     monkeypatch.setattr(image_cache, "preprocess_image", real)
     assert len(load(celeba_dir)) == COUNT
+
+
+def test_killed_build_leftovers_are_removed(celeba_dir):
+    cache = celeba_dir / "cache" / "celeba_64px_crop128.npy"
+    cache.parent.mkdir()
+    # What a SIGKILL during a build leaves: a big half-written file per build.
+    leftovers = [cache.with_name(cache.name + s) for s in (".tmp4242", ".compact4242")]
+    for path in leftovers:
+        path.write_bytes(b"half written")
+    other = cache.with_name("celeba_32px_crop128.npy.tmp4242")  # another size's
+    other.write_bytes(b"")
+    log = Log()
+    assert len(load(celeba_dir, log=log)) == COUNT
+    assert not any(path.exists() for path in leftovers)
+    assert "left by a build that was killed" in log.text()
+    assert other.exists()  # only its own build's lock makes a leftover stale
+
+
+def test_second_process_waits_for_the_build_then_reuses_it(
+    celeba_dir, tmp_path, monkeypatch
+):
+    """While another process holds the build lock, load waits for it, then finds
+    the cache that process built instead of decoding everything again."""
+    built = write_celeba(tmp_path / "twin", standard_files(), "folder",
+                         standard_partition())  # fmt: skip
+    load(built)  # the same images, so the same cache
+    cache = celeba_dir / "cache" / "celeba_64px_crop128.npy"
+    cache.parent.mkdir()
+    log, done = Log(), threading.Event()
+    with open(cache.with_name(f".{cache.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other builder
+        forbid_decoding(monkeypatch)
+        waiter = threading.Thread(
+            target=lambda: (load(celeba_dir, log=log, num_workers=1), done.set())
+        )
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while "waiting" not in log.text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "another process is building" in log.text()
+        assert not done.is_set()
+        for path in (built / "cache").glob("celeba_64px_crop128.*"):  # it finishes
+            shutil.copy(path, cache.parent / path.name)
+    waiter.join(30)
+    assert done.is_set() and "loaded cache" in log.text()
 
 
 def test_npy_without_sidecar_is_not_trusted(celeba_dir):

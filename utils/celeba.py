@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.image_cache import ImageSource, build_cache, open_cache, write_sidecar
+from utils.image_cache import (
+    ImageSource,
+    build_cache,
+    exclusive_build,
+    open_cache,
+    write_sidecar,
+)
 
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 FOLDER_NAME = "img_align_celeba"  # also the folder inside img_align_celeba.zip
@@ -168,35 +174,51 @@ def load_celeba(
     row_shape = (image_size, image_size, 3)
     cached = open_cache(cache_path, settings, row_shape)
     if cached is None:
-        num_workers = num_workers or _available_cores()
-        size_gb = len(files) * np.prod(row_shape) / 1e9
+        with exclusive_build(cache_path, say):
+            # Another process may have built it while this one waited.
+            cached = open_cache(cache_path, settings, row_shape)
+            if cached is None:
+                num_workers = num_workers or _available_cores()
+                return _build(
+                    source, files, partition, cache_path, settings, num_workers, say
+                )
+    images, sidecar = cached
+    names, skipped = sidecar["names"], sidecar["skipped"]
+    say(f"loaded cache {cache_path} ({len(names):,} images, memory-mapped)")
+    if skipped:
         say(
-            f"building cache {cache_path} ({len(files):,} images → {image_size}×"
-            f"{image_size} from a centre crop of {crop_size}, {size_gb:.2f} GB, "
-            f"{num_workers} worker(s))"
+            f"WARNING: {len(skipped):,} unreadable file(s) were skipped when the "
+            f"cache was built: " + ", ".join(skipped[:5])
         )
-        started = time.monotonic()
-        names, skipped = build_cache(
-            source, list(files), cache_path, image_size, crop_size, say, num_workers
-        )
-        splits = split_indices(names, partition, say)
-        split_sizes = {split: len(rows) for split, rows in splits.items()}
-        sidecar = {**settings, "names": names, "skipped": skipped, "split": split_sizes}
-        write_sidecar(cache_path, sidecar)
-        images = np.load(cache_path, mmap_mode="r")
-        seconds = time.monotonic() - started
-        say(
-            f"cache written: {len(names):,} images in {seconds:.1f} s "
-            f"({len(files) / seconds:,.0f} images/s)"
-        )
-    else:
-        images, sidecar = cached
-        names, skipped = sidecar["names"], sidecar["skipped"]
-        say(f"loaded cache {cache_path} ({len(names):,} images, memory-mapped)")
-        if skipped:
-            say(
-                f"WARNING: {len(skipped):,} unreadable file(s) were skipped when the "
-                f"cache was built: " + ", ".join(skipped[:5])
-            )
-        splits = split_indices(names, partition, say)
-    return CelebA(images, splits, f"{source.describe()} (cache {cache_path})", names)
+    splits = split_indices(names, partition, say)
+    return CelebA(images, splits, _described(source, cache_path), names)
+
+
+def _described(source, cache_path):
+    return f"{source.describe()} (cache {cache_path})"
+
+
+def _build(source, files, partition, cache_path, settings, num_workers, say):
+    """Decode every file into the cache, under exclusive_build."""
+    image_size, crop_size = settings["image_size"], settings["crop_size"]
+    size_gb = len(files) * image_size**2 * 3 / 1e9
+    say(
+        f"building cache {cache_path} ({len(files):,} images → {image_size}×"
+        f"{image_size} from a centre crop of {crop_size}, {size_gb:.2f} GB, "
+        f"{num_workers} worker(s))"
+    )
+    started = time.monotonic()
+    names, skipped = build_cache(
+        source, list(files), cache_path, image_size, crop_size, say, num_workers
+    )
+    splits = split_indices(names, partition, say)
+    split_sizes = {split: len(rows) for split, rows in splits.items()}
+    sidecar = {**settings, "names": names, "skipped": skipped, "split": split_sizes}
+    write_sidecar(cache_path, sidecar)
+    seconds = time.monotonic() - started
+    say(
+        f"cache written: {len(names):,} images in {seconds:.1f} s "
+        f"({len(files) / seconds:,.0f} images/s)"
+    )
+    images = np.load(cache_path, mmap_mode="r")
+    return CelebA(images, splits, _described(source, cache_path), names)

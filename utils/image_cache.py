@@ -4,6 +4,7 @@ Generic helpers behind utils/celeba.py: centre crop + anti-aliased resize, a pro
 pool writing rows straight into the cache file, and an all-or-nothing commit.
 """
 
+import fcntl
 import io
 import json
 import math
@@ -229,6 +230,27 @@ def open_cache(cache_path: Path, metadata: dict, row_shape: tuple):
     return images, sidecar
 
 
+@contextmanager
+def exclusive_build(cache_path: Path, log):
+    """Held while cache_path is built: one builder at a time, so a second process
+    (another run on the same data, a second worker) waits and then finds the cache
+    built. Whoever holds it owns the temporary files beside the cache, so any there
+    were left by a build that was killed (SIGKILL, power loss) and are removed. An
+    flock: the OS releases it when its process dies, so it never goes stale."""
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache_path.with_name(f".{cache_path.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting: another process is building {cache_path}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for suffix in ("tmp", "compact"):  # build_cache's temporary names
+            for leftover in cache_path.parent.glob(f"{cache_path.name}.{suffix}*"):
+                log(f"removing {leftover.name}, left by a build that was killed")
+                leftover.unlink(missing_ok=True)
+        yield  # closing the file releases the lock
+
+
 def build_cache(
     source: ImageSource,
     names: list[str],
@@ -242,7 +264,7 @@ def build_cache(
 
     The rows go into a temporary file that replaces cache_path only when complete; the
     caller writes the sidecar (write_sidecar) last, so an interrupted build leaves
-    nothing that open_cache accepts.
+    nothing that open_cache accepts. Call it inside exclusive_build.
     """
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path(cache_path).unlink(missing_ok=True)  # the old cache is invalid now
