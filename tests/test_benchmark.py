@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 COMMON = [
     "images", "bare_images_per_s", "bare_xla_images_per_s", "fed_images_per_s",
     "pipeline_images_per_s",
-    "fed_ratio", "loop_images_per_s", "loop_ratio_raw", "ratio", "overhead",
+    "fed_ratio", "fed_ratio_low", "fed_ratio_high", "rounds",
+    "loop_images_per_s", "loop_ratio_raw", "ratio", "overhead", "overhead_parts",
+    "checkpoint_save_s", "step_images_s",
     "validation_share", "log_ms", "validation_checkpoint_s", "validation_s",
     "images_s", "median_step_ms", "first_step_s", "peak_memory_mib",
     "peak_anonymous_mib",
@@ -45,6 +47,13 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
             assert isinstance(value, int | float) and math.isfinite(value), key
             if key not in DIFFERENCES:
                 assert value > 0, (dataset, key, value)
+        assert (
+            figures["fed_ratio_low"]
+            <= figures["fed_ratio"]
+            <= figures["fed_ratio_high"]
+        )
+        low, high = figures["ratio_interval"]
+        assert low <= figures["ratio"] <= high
         assert list(figures["runs"]) == RUNS[dataset]
         for run in figures["runs"].values():
             assert run["images_per_s"] > 0 and run["peak_anonymous_mib"] > 0

@@ -28,13 +28,26 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from main import build_model, build_optimizer, steps_in_next_call  # noqa: E402
+from main import (  # noqa: E402
+    NUM_TEST_IMAGES,
+    build_model,
+    build_optimizer,
+    steps_in_next_call,
+)
 from models import ObjectiveSettings  # noqa: E402
 from utils import cli  # noqa: E402
 from utils.celeba import FOLDER_NAME, PARTITION_FILE, load_celeba  # noqa: E402
-from utils.data import distributed_batches, load_source, validation_batches  # noqa: E402
+from utils.checkpoints import Checkpoints  # noqa: E402
+from utils.data import (  # noqa: E402
+    distributed_batches,
+    fixed_indices,
+    load_source,
+    to_float,
+    validation_batches,
+)
 from utils.logs import CsvLog, TensorBoard, log_train_step  # noqa: E402
 from utils.steps import make_steps  # noqa: E402
+from utils.visualize import step_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_CELEBA = 202_599  # images in the real img_align_celeba
@@ -46,8 +59,10 @@ FULL_SIZE_HELP = f"also train on {FULL_CELEBA:,} CelebA-layout images (memory)"
 # ratio to it (500/1000). --quick divides them by 100, so its overheads are ~100×
 # too large: it checks the tool, not the repo.
 SIZES = {
-    "default": dict(period=1000, bare_steps=50, celeba_images=5000),
-    "quick": dict(period=10, bare_steps=4, celeba_images=600, validation_batches=2),
+    "default": dict(period=1000, bare_steps=20, rounds=40, celeba_images=5000),
+    "quick": dict(
+        period=10, bare_steps=4, rounds=3, celeba_images=600, validation_batches=2
+    ),
 }
 
 
@@ -67,17 +82,20 @@ def say(message):
 # --- the bare step: no input pipeline, no logs
 
 
-def in_process_rates(p, source, steps, rounds=5):
+def in_process_rates(p, source, steps, rounds):
     """In this process, on the default strategy, with main.py's model, optimizer
     and steps (utils.steps):
     - bare: one batch in memory, `steps` steps in one call: the model alone;
     - fed: the real input pipeline (utils.data) and the loop's calls of
-      steps_per_call with their values fetched — alternated with bare, `rounds`
-      times each, so that a change in the machine's speed (other load, clocks)
-      moves both alike, and their ratio stays trustworthy;
+      steps_per_call with their values fetched;
+    - fed / bare from `rounds` rounds, each fed run sandwiched between two bare
+      ones: this machine's speed wanders by ±20 % within seconds (other tenants'
+      load on shared cores), which a short pair cancels and many pairs average
+      out; its median, with a bootstrap 90 % interval;
     - bare with each replica's step compiled by XLA (jit_compile=on);
     - the input pipeline alone, with no model;
-    - one validation (validation_batches batches), and one step's logging."""
+    - one validation (validation_batches batches), one step's logging, one
+      checkpoint save and one set of step images."""
     shape = source.image_shape
     # A real batch (noise images train at another speed on this CPU), held in memory.
     batch = source.read(source.splits["train"][: p["batch_size"]])
@@ -109,21 +127,29 @@ def in_process_rates(p, source, steps, rounds=5):
 
         return run
 
-    train_steps, validation_losses = build_steps(p, shape)
+    (train_steps, validation_losses), trackables = build_steps(p, shape)
     bare, fed = (
         steps_of(train_steps, in_memory, [steps]),
         steps_of(train_steps, pipeline, calls),
     )
     timed(bare), timed(fed)  # tracing, warm-up
-    seconds = {"bare": [], "fed": []}
+    bare_s, fed_s = [timed(bare)], []
     for _ in range(rounds):
-        seconds["bare"].append(timed(bare))
-        seconds["fed"].append(timed(fed))
+        fed_s.append(timed(fed))
+        bare_s.append(timed(bare))
+    bare_s, fed_s = np.array(bare_s), np.array(fed_s)
+    # Each fed run against the mean of the bare runs either side of it.
+    paired = (bare_s[:-1] + bare_s[1:]) / 2 / fed_s
+    resampled = np.random.default_rng(0).choice(paired, (2000, len(paired)))
+    low, high = np.percentile(np.median(resampled, axis=1), [5, 95])
     rates = {
-        "bare_images_per_s": images_per_s(seconds["bare"]),
-        "fed_images_per_s": images_per_s(seconds["fed"], sum(calls)),
+        "bare_images_per_s": images_per_s(bare_s),
+        "fed_images_per_s": images_per_s(fed_s),
+        "fed_ratio": float(np.median(paired)),
+        "fed_ratio_low": float(low),
+        "fed_ratio_high": float(high),
+        "rounds": rounds,
     }
-    rates["fed_ratio"] = rates["fed_images_per_s"] / rates["bare_images_per_s"]
     # The pipeline alone, as fast as it can go: the headroom a faster device has.
     pulled = max(steps, 200)
     seconds = timed(lambda: [next(pipeline) for _ in range(pulled)])
@@ -137,8 +163,11 @@ def in_process_rates(p, source, steps, rounds=5):
         np.median([timed(lambda: validation_losses(validation)) for _ in "abc"])
     )
     rates["log_ms"] = 1000 * log_seconds(p["latent_size"])
+    rates["checkpoint_save_s"], rates["step_images_s"] = saving_and_drawing_seconds(
+        source, trackables
+    )
 
-    xla_steps, _ = build_steps(p, shape, jit_compile=True)
+    (xla_steps, _), _ = build_steps(p, shape, jit_compile=True)
     xla = steps_of(xla_steps, in_memory, [steps])
     timed(xla)  # compiling
     rates["bare_xla_images_per_s"] = images_per_s([timed(xla) for _ in "abc"])
@@ -146,15 +175,39 @@ def in_process_rates(p, source, steps, rounds=5):
 
 
 def build_steps(p, image_shape, jit_compile=False):
-    """main.py's model, optimizer and steps, on the default strategy."""
+    """main.py's model, optimizer and steps, on the default strategy →
+    (train_steps, validation_losses), and the trackables: model, optimizer, step."""
     model = build_model(p, image_shape)
     optimizer = build_optimizer(p)
     optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64)
-    return make_steps(
+    steps = make_steps(
         tf.distribute.get_strategy(), model, optimizer, step,
         ObjectiveSettings.of(p), p["batch_size"], 0, jit_compile=jit_compile,
     )  # fmt: skip
+    return steps, dict(model=model, optimizer=optimizer, step=step)
+
+
+def saving_and_drawing_seconds(source, trackables, repeats=5):
+    """Medians of: one checkpoint save as main.py makes them (model, optimizer,
+    step; `latest`, or `best`, each written in full), and one set of step images
+    (the decoder call, then the drawing and the files, here not in the
+    background: on two busy cores the drawing thread's time is taken from the
+    steps). Both with the weights the timed steps trained."""
+    test_images = to_float(
+        source.read(fixed_indices(source.splits["test"], NUM_TEST_IMAGES))
+    )
+    save_s, images_s = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoints = Checkpoints(Path(folder) / "checkpoints", **trackables)
+        for number in range(repeats + 1):  # the first: tracing, folders
+            started = time.perf_counter()
+            checkpoints.save(number, best=number % 2 == 1)
+            save_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            step_images(trackables["model"], test_images, Path(folder), number)()
+            images_s.append(time.perf_counter() - started)
+    return float(np.median(save_s[1:])), float(np.median(images_s[1:]))
 
 
 def log_seconds(latent_size, rows=2000):
@@ -277,9 +330,17 @@ def measure_loop(p, data_dir, predictions, name, sizes):
     return {
         "images_per_s": (last - first) * p["batch_size"] / window_s,
         "window_s": window_s,
-        "window_validations": last // schedule["validation_step"]
-        - first // schedule["validation_step"],
-        "window_logs": last // schedule["log_step"] - first // schedule["log_step"],
+        "window_images": (last - first) * p["batch_size"],
+        # How many of each event the window holds.
+        **{
+            f"window_{name}": last // schedule[key] - first // schedule[key]
+            for name, key in (
+                ("validations", "validation_step"),
+                ("checkpoints", "checkpoint_step"),
+                ("plots", "plot_step"),
+                ("logs", "log_step"),
+            )
+        },  # fmt: skip
         "median_step_ms": 1000 * typical,
         # The window's time beyond its steps at their typical pace: validation,
         # checkpoints, images.
@@ -358,7 +419,7 @@ def measure(dataset, sizes, data_root, predictions, count=0, full_size=False):
         source = load_source(
             dataset, data_dir, p["image_size"], p["crop_size"], log=lambda m: None
         )  # also generates dSprites if absent, before main.py is timed
-        result |= in_process_rates(p, source, sizes["bare_steps"])
+        result |= in_process_rates(p, source, sizes["bare_steps"], sizes["rounds"])
         del source
     loops = {}
     for run in runs:
@@ -388,17 +449,35 @@ def shares(result):
     process or one run, so that the machine's speed changing between the bare
     step and the loop (other load) does not enter them:
     end-to-end / bare = (fed / bare, interleaved in one process)
-                        × (the loop's steps at its own typical pace / its time);
-    the cost of logs, checkpoints and images = the loop's time beyond its steps'
-    typical pace, less its validations (timed in process), plus the logs (inside
-    every step), as a share of the loop's time; and validation's share."""
+                        × (the loop's steps at its own typical pace / its time),
+    with the interval of the first factor (the second is one run's sum);
+    the cost of logs, checkpoints and images twice: from their parts, each timed
+    in process, as many as the loop's window holds, against the window's steps at
+    the bare pace (`overhead_parts`, the target's figure); and from the loop's own
+    times (`overhead`, a cross-check that nothing else costs: the loop's time
+    beyond its steps' typical pace, less its validations, plus the logs, which are
+    inside every step; it also counts the machine's bursts of other load); and
+    validation's share."""
     window_s = result["window_s"]
     validation_s = result["window_validations"] * result["validation_s"]
     logs_s = result["window_logs"] * result["log_ms"] / 1000
     in_pace = 1 - result["in_run_extra_s"] / window_s
+    # The same costs from their parts, each timed in process: as many as the window
+    # holds (a best checkpoint at every validation, as while the loss falls),
+    # against the window's steps at the bare step's pace.
+    parts_s = logs_s + result["step_images_s"] * result["window_plots"]
+    parts_s += result["checkpoint_save_s"] * (
+        result["window_checkpoints"] + result["window_validations"]
+    )
+    steps_s = result["window_images"] / result["bare_images_per_s"]
     return {
+        "overhead_parts": parts_s / (steps_s + validation_s + parts_s),
         "loop_ratio_raw": result["loop_images_per_s"] / result["bare_images_per_s"],
         "ratio": result["fed_ratio"] * in_pace,
+        "ratio_interval": [
+            result["fed_ratio_low"] * in_pace,
+            result["fed_ratio_high"] * in_pace,
+        ],
         "overhead": (result["in_run_extra_s"] - validation_s + logs_s) / window_s,
         "validation_share": validation_s / window_s,
     }
@@ -416,10 +495,14 @@ ROWS = [  # (JSON key, label); rates in images/s
     ("loop_cold_images_per_s", "end-to-end, first pass (cache cold)"),
     ("loop_ratio_raw", "end-to-end / bare, timed minutes apart"),
     ("ratio", "end-to-end / bare, side by side (≥ 95 %)"),
-    ("overhead", "logs + checkpoints + images (≤ 3 %)"),
+    ("ratio_interval", "  its 90 % interval"),
+    ("overhead_parts", "logs + checkpoints + images (≤ 3 %)"),
+    ("overhead", "  the same, from the loop's own times"),
     ("validation_share", "validation, at its default frequency"),
     ("log_ms", "  logs, per step (ms)"),
-    ("validation_checkpoint_s", "  one validation + checkpoints (s)"),
+    ("checkpoint_save_s", "  one checkpoint save (s)"),
+    ("step_images_s", "  one set of step images, in full (s)"),
+    ("validation_checkpoint_s", "  one validation + checkpoints, loop (s)"),
     ("validation_s", "  one validation alone (s)"),
     ("images_s", "  one set of step images, loop's share (s)"),
     ("median_step_ms", "median step in the loop (ms)"),
@@ -432,7 +515,10 @@ ROWS = [  # (JSON key, label); rates in images/s
 
 
 def cell(key, value):
-    if key in ("ratio", "loop_ratio_raw", "overhead", "validation_share"):
+    if key == "ratio_interval":
+        return f"{value[0]:.0%}–{value[1]:.0%}"
+    if key in ("ratio", "loop_ratio_raw", "overhead", "overhead_parts",
+               "validation_share"):  # fmt: skip
         return f"{value:.1%}"
     whole = key.endswith(("images", "per_s", "_mib"))
     return f"{value:,.0f}" if whole else f"{value:.2f}" if value < 1 else f"{value:.1f}"
