@@ -8,7 +8,9 @@ step, written after each call of several steps). Also CelebA preprocessing, peak
 memory (os.wait4 of each run) and the time from process start to the first step.
 Targets (end-to-end ≥ 95 % of bare, logs, checkpoints and images ≤ 3 %) are
 printed, not tested: each ratio is built from figures timed side by side, since
-this machine's speed drifts by ±20 % over minutes (other load).
+this machine's speed drifts by ±20 % over minutes (other load). The measures
+are in utils/benchmark_step.py (in this process) and utils/benchmark_loop.py
+(main.py's loop); here, the data they need, the ratios and the table.
 """
 
 import argparse
@@ -16,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,28 +29,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from main import (  # noqa: E402
-    NUM_TEST_IMAGES,
-    build_model,
-    build_optimizer,
-    steps_in_next_call,
-)
-from models import ObjectiveSettings  # noqa: E402
 from utils import cli  # noqa: E402
+from utils.benchmark_loop import REPO, loop_schedule, measure_loop  # noqa: E402
+from utils.benchmark_step import in_process_rates  # noqa: E402
 from utils.celeba import FOLDER_NAME, PARTITION_FILE, load_celeba  # noqa: E402
-from utils.checkpoints import Checkpoints  # noqa: E402
-from utils.data import (  # noqa: E402
-    distributed_batches,
-    fixed_indices,
-    load_source,
-    to_float,
-    validation_batches,
-)
-from utils.logs import CsvLog, TensorBoard, log_train_step  # noqa: E402
-from utils.steps import make_steps  # noqa: E402
-from utils.visualize import step_images  # noqa: E402
+from utils.data import load_source  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 FULL_CELEBA = 202_599  # images in the real img_align_celeba
 OUTPUT = REPO / "predictions" / "benchmark.json"
 DATA_ROOT = Path(tempfile.gettempdir()) / "beta_vae_benchmark"
@@ -77,282 +62,6 @@ STARTED = time.monotonic()
 
 def say(message):
     print(f"[{time.monotonic() - STARTED:5.0f} s] {message}", file=sys.stderr)
-
-
-# --- the bare step: no input pipeline, no logs
-
-
-def in_process_rates(p, source, steps, rounds):
-    """In this process, on the default strategy, with main.py's model, optimizer
-    and steps (utils.steps):
-    - bare: one batch in memory, `steps` steps in one call: the model alone;
-    - fed: the real input pipeline (utils.data) and the loop's calls of
-      steps_per_call with their values fetched;
-    - fed / bare from `rounds` rounds, each fed run sandwiched between two bare
-      ones: this machine's speed wanders by ±20 % within seconds (other tenants'
-      load on shared cores), which a short pair cancels and many pairs average
-      out; its median, with a bootstrap 90 % interval;
-    - bare with each replica's step compiled by XLA (jit_compile=on);
-    - the input pipeline alone, with no model;
-    - one validation (validation_batches batches), one step's logging, one
-      checkpoint save and one set of step images."""
-    shape = source.image_shape
-    # A real batch (noise images train at another speed on this CPU), held in memory.
-    batch = source.read(source.splits["train"][: p["batch_size"]])
-    in_memory = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    strategy = tf.distribute.get_strategy()
-    pipeline = iter(
-        distributed_batches(
-            strategy, source, source.splits["train"], p["batch_size"], seed=0
-        )
-    )
-    per_call = p["steps_per_call"]  # the loop's calls, between its events
-    calls = [per_call] * (steps // per_call) + [steps % per_call] * bool(
-        steps % per_call
-    )
-
-    def timed(run):
-        started = time.perf_counter()
-        run()
-        return time.perf_counter() - started
-
-    def images_per_s(seconds, count=steps):
-        return count * p["batch_size"] / float(np.median(seconds))
-
-    def steps_of(train_steps, batches, counts):
-        def run():
-            for count in counts:
-                values = train_steps(batches, tf.constant(count, tf.int32))
-                {k: v.numpy() for k, v in values.items()}
-
-        return run
-
-    (train_steps, validation_losses), trackables = build_steps(p, shape)
-    bare, fed = (
-        steps_of(train_steps, in_memory, [steps]),
-        steps_of(train_steps, pipeline, calls),
-    )
-    timed(bare), timed(fed)  # tracing, warm-up
-    bare_s, fed_s = [timed(bare)], []
-    for _ in range(rounds):
-        fed_s.append(timed(fed))
-        bare_s.append(timed(bare))
-    bare_s, fed_s = np.array(bare_s), np.array(fed_s)
-    # Each fed run against the mean of the bare runs either side of it.
-    paired = (bare_s[:-1] + bare_s[1:]) / 2 / fed_s
-    resampled = np.random.default_rng(0).choice(paired, (2000, len(paired)))
-    low, high = np.percentile(np.median(resampled, axis=1), [5, 95])
-    rates = {
-        "bare_images_per_s": images_per_s(bare_s),
-        "fed_images_per_s": images_per_s(fed_s),
-        "fed_ratio": float(np.median(paired)),
-        "fed_ratio_low": float(low),
-        "fed_ratio_high": float(high),
-        "rounds": rounds,
-    }
-    # The pipeline alone, as fast as it can go: the headroom a faster device has.
-    pulled = max(steps, 200)
-    seconds = timed(lambda: [next(pipeline) for _ in range(pulled)])
-    rates["pipeline_images_per_s"] = pulled * p["batch_size"] / seconds
-
-    validation = validation_batches(
-        strategy, source, p["validation_batches"], p["batch_size"]
-    )
-    validation_losses(validation)  # tracing
-    rates["validation_s"] = float(
-        np.median([timed(lambda: validation_losses(validation)) for _ in "abc"])
-    )
-    rates["log_ms"] = 1000 * log_seconds(p["latent_size"])
-    rates["checkpoint_save_s"], rates["step_images_s"] = saving_and_drawing_seconds(
-        source, trackables
-    )
-
-    (xla_steps, _), _ = build_steps(p, shape, jit_compile=True)
-    xla = steps_of(xla_steps, in_memory, [steps])
-    timed(xla)  # compiling
-    rates["bare_xla_images_per_s"] = images_per_s([timed(xla) for _ in "abc"])
-    return rates
-
-
-def build_steps(p, image_shape, jit_compile=False):
-    """main.py's model, optimizer and steps, on the default strategy →
-    (train_steps, validation_losses), and the trackables: model, optimizer, step."""
-    model = build_model(p, image_shape)
-    optimizer = build_optimizer(p)
-    optimizer.build(model.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64)
-    steps = make_steps(
-        tf.distribute.get_strategy(), model, optimizer, step,
-        ObjectiveSettings.of(p), p["batch_size"], 0, jit_compile=jit_compile,
-    )  # fmt: skip
-    return steps, dict(model=model, optimizer=optimizer, step=step)
-
-
-def saving_and_drawing_seconds(source, trackables, repeats=5):
-    """Medians of: one checkpoint save as main.py makes them (model, optimizer,
-    step; `latest`, or `best`, each written in full), and one set of step images
-    (the decoder call, then the drawing and the files, here not in the
-    background: on two busy cores the drawing thread's time is taken from the
-    steps). Both with the weights the timed steps trained."""
-    test_images = to_float(
-        source.read(fixed_indices(source.splits["test"], NUM_TEST_IMAGES))
-    )
-    save_s, images_s = [], []
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoints = Checkpoints(Path(folder) / "checkpoints", **trackables)
-        for number in range(repeats + 1):  # the first: tracing, folders
-            started = time.perf_counter()
-            checkpoints.save(number, best=number % 2 == 1)
-            save_s.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            step_images(trackables["model"], test_images, Path(folder), number)()
-            images_s.append(time.perf_counter() - started)
-    return float(np.median(save_s[1:])), float(np.median(images_s[1:]))
-
-
-def log_seconds(latent_size, rows=2000):
-    """Seconds per step of main.py's logging at log_step=1: a log.csv row and a
-    TensorBoard event of the step's scalars."""
-    names = ["loss", "reconstruction_loss", "kl", "beta"]
-    latents = [f"kl_z{i}" for i in range(latent_size)]
-    values = dict.fromkeys(names, np.float32(1.5)) | {
-        "kl_per_latent": np.ones(latent_size, np.float32)
-    }
-    with tempfile.TemporaryDirectory() as folder:
-        log = CsvLog(Path(folder) / "log.csv", ["step", *names, *latents])
-        tensorboard = TensorBoard(Path(folder) / "tensorboard")
-        started = time.perf_counter()
-        for step in range(1, rows + 1):
-            log_train_step(log, tensorboard, step, values, names, latents)
-        log.flush(), tensorboard.flush()
-        seconds = time.perf_counter() - started
-        log.close()
-    return seconds / rows
-
-
-# --- the real loop: python main.py in a subprocess
-
-
-def loop_schedule(p, period):
-    """main.py's frequencies, and the window (first, last] of steps measured: one
-    period after the first validation, checkpoint and images (their one-time
-    tracing and file creation), which a 100k-step run amortises away."""
-    names = ("validation_step", "checkpoint_step", "plot_step")
-    frequencies = {k: max(1, p[k] * period // p["plot_step"]) for k in names}
-    frequencies["log_step"] = p["log_step"]
-    last = round(2.1 * period)
-    schedule = {**p, "num_steps": last, **frequencies}
-    first = min(s for s in call_ends(schedule) if s >= round(1.1 * period))
-    return {"num_steps": last, **frequencies}, (first, last)
-
-
-def call_ends(p):
-    """The steps at which main.py's calls of several steps end (it logs each call's
-    steps together, so only these have distinct wall times)."""
-    ends, current = [], 0
-    while current < p["num_steps"]:
-        current += steps_in_next_call(current, p)
-        ends.append(current)
-    return ends
-
-
-def run_main(args, log_path):
-    """`python main.py ARGS` → (start wall time, seconds, peak resident MiB, peak
-    anonymous MiB). Resident memory counts the pages of a memory-mapped cache that
-    the run has read (clean, given back under pressure); anonymous memory is the
-    process's own (a float32 copy of a dataset would show there)."""
-    with open(log_path, "w") as log:
-        start, anonymous = time.time(), 0
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "main.py"), *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-        )  # fmt: skip
-        while not (reaped := os.wait4(process.pid, os.WNOHANG))[0]:
-            anonymous = max(anonymous, anonymous_mib(process.pid))
-            time.sleep(0.2)
-        # The child's own rusage: its largest process, pool workers included.
-        _, status, usage = reaped
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        tail = Path(log_path).read_text()[-3000:]
-        raise RuntimeError(f"main.py {' '.join(args)} failed:\n{tail}")
-    return start, time.time() - start, usage.ru_maxrss / 1024, anonymous  # KiB
-
-
-def anonymous_mib(pid):
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # just exited
-        return 0
-    line = next(
-        (line for line in status.splitlines() if line.startswith("RssAnon")), ""
-    )
-    return int(line.split()[1]) / 1024 if line else 0  # "RssAnon:  1234 kB"
-
-
-def step_times(run_folder):
-    """{step: wall time of its first train scalar}, from the TensorBoard events."""
-    times = {}
-    for path in sorted((run_folder / "tensorboard" / "train").glob("events.out.*")):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            if event.summary.value:
-                times[event.step] = min(event.wall_time, times.get(event.step, 1e30))
-    return times
-
-
-def measure_loop(p, data_dir, predictions, name, sizes):
-    schedule, (first, last) = loop_schedule(p, sizes["period"])
-    overrides = {
-        "dataset": p["dataset"], "data_dir": str(data_dir), "run_name": name,
-        "predictions_dir": str(predictions), "metrics_at_end": False,  # after the loop
-        "validation_batches": p["validation_batches"],
-        **schedule,
-    }  # fmt: skip
-    args = [cli.as_argument(k, v) for k, v in overrides.items()]
-    start, seconds, peak, anonymous = run_main(args, predictions / f"{name}.log")
-    times = step_times(predictions / name)
-    ends = call_ends({**p, **schedule})
-    window = [s for s in ends if first <= s <= last]
-    typical = float(np.median(np.diff([times[s] for s in window]) / np.diff(window)))
-
-    def extra(step):  # what the call after `step` took beyond its steps' share
-        after = ends[ends.index(step) + 1]
-        return times[after] - times[step] - typical * (after - step)
-
-    window_s = times[last] - times[first]
-    # What one validation (+ checkpoints), then the images, add: the first
-    # validation and the first images in the window.
-    validation, plot = (
-        (first // schedule[k] + 1) * schedule[k]
-        for k in ("validation_step", "plot_step")
-    )
-    return {
-        "images_per_s": (last - first) * p["batch_size"] / window_s,
-        "window_s": window_s,
-        "window_images": (last - first) * p["batch_size"],
-        # How many of each event the window holds.
-        **{
-            f"window_{name}": last // schedule[key] - first // schedule[key]
-            for name, key in (
-                ("validations", "validation_step"),
-                ("checkpoints", "checkpoint_step"),
-                ("plots", "plot_step"),
-                ("logs", "log_step"),
-            )
-        },  # fmt: skip
-        "median_step_ms": 1000 * typical,
-        # The window's time beyond its steps at their typical pace: validation,
-        # checkpoints, images.
-        "in_run_extra_s": window_s - typical * (last - first),
-        "validation_checkpoint_s": extra(validation),
-        "images_s": extra(plot) - extra(validation),
-        # The first call's end, less its other steps at the typical pace.
-        "first_step_s": times[ends[0]] - start - typical * (ends[0] - 1),
-        "process_s": seconds,
-        "peak_memory_mib": peak,
-        "peak_anonymous_mib": anonymous,
-    }
 
 
 # --- a CelebA-layout folder of synthetic JPEGs
