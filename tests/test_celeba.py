@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image
 
 from utils import image_cache
 from utils.celeba import CelebANotFound, load_celeba
@@ -199,36 +199,74 @@ def test_centre_crop_is_exact_without_jpeg_losses():
     # PNG: full decode, exact centre 128×128 (no margin) → exactly the centre colour.
     buffer = io.BytesIO()
     framed_image(5, margin=0).save(buffer, "PNG")
-    out = preprocess_image(io.BytesIO(buffer.getvalue()), 64, 128)
+    out = preprocess_image(buffer.getvalue(), 64, 128)
     assert out.shape == (64, 64, 3)
     assert np.all(out == centre_colour(5))
+
+
+def smooth_noise(size=(WIDTH, HEIGHT), seed=0) -> Image.Image:
+    shape = (size[1] // 8, size[0] // 8, 3)
+    noise = np.random.default_rng(seed).integers(0, 256, shape)
+    return Image.fromarray(noise.astype(np.uint8)).resize(size)
 
 
 # The reduced decode's crop window: the centre (25, 45, 153, 173) rounded to whole
 # pixels at 1/2 or 1/4 scale (see preprocess_image).
 @pytest.mark.parametrize(
-    "size, draft_size, window",
-    [(64, (89, 109), (26, 46, 154, 174)), (32, (44, 54), (24, 44, 152, 172))],
+    "size, reduced_shape, window",
+    [(64, (109, 89), (26, 46, 154, 174)), (32, (55, 45), (24, 44, 152, 172))],
 )
 def test_jpeg_takes_the_reduced_decode_and_matches_the_full_one(
-    monkeypatch, size, draft_size, window
+    size, reduced_shape, window
 ):
-    noise = np.random.default_rng(0).integers(0, 256, (HEIGHT // 8, WIDTH // 8, 3))
-    smooth = Image.fromarray(noise.astype(np.uint8)).resize((WIDTH, HEIGHT))
-    data = jpeg_bytes(smooth)
+    data = jpeg_bytes(smooth_noise())
     with Image.open(io.BytesIO(data)) as image:  # reference: full decode + box
         full = np.asarray(image.resize((size, size), Image.Resampling.BOX, window))
-    drafts = []
-    original_draft = JpegImagePlugin.JpegImageFile.draft
-
-    def spy(self, mode, size):
-        drafts.append(size)
-        return original_draft(self, mode, size)
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
-    out = preprocess_image(io.BytesIO(data), size, 128)
-    assert drafts == [draft_size]  # libjpeg decodes at 1/2 or 1/4 size
+    pixels, full_size, scale = image_cache._decode_jpeg_reduced(data, size, 128)
+    assert pixels.shape[:2] == reduced_shape  # libjpeg decodes at 1/2 or 1/4 size
+    assert full_size == (WIDTH, HEIGHT) and scale == 128 // size
+    out = preprocess_image(data, size, 128)
     assert np.abs(out.astype(int) - full).mean() < 3  # DCT vs box rounding, chroma
+
+
+@pytest.mark.parametrize("size, crop", [(64, 128), (32, 128), (64, 148), (48, 100)])
+@pytest.mark.parametrize(
+    "mode, options, image_size",
+    [
+        ("RGB", {}, (WIDTH, HEIGHT)),  # CelebA's: 4:2:0
+        ("RGB", {"subsampling": 0}, (WIDTH, HEIGHT)),
+        ("RGB", {"progressive": True}, (WIDTH, HEIGHT)),
+        ("L", {}, (WIDTH, HEIGHT)),
+        ("RGB", {}, (179, 219)),  # odd: the last reduced pixel is a partial block
+        ("RGB", {}, (500, 375)),
+    ],
+)
+def test_fast_jpeg_decode_gives_the_same_pixels_as_pil(
+    monkeypatch, size, crop, mode, options, image_size
+):
+    # simplejpeg decodes CelebA ~2× faster than PIL; a cache must not depend on which
+    # one decoded it.
+    data = jpeg_bytes(smooth_noise(image_size).convert(mode), **options)
+    assert image_cache._decode_jpeg_reduced(data, size, crop) is not None
+    fast = preprocess_image(data, size, crop)
+    with monkeypatch.context() as patch:
+        patch.setattr(image_cache, "_decode_jpeg_reduced", lambda *args: None)
+        by_pil = preprocess_image(data, size, crop)
+    assert fast.shape == (size, size, 3)
+    assert np.array_equal(fast, by_pil)
+
+
+def test_what_the_fast_decode_cannot_take_goes_to_pil():
+    cmyk = jpeg_bytes(framed_image(4).convert("CMYK"))  # PIL's own CMYK conversion
+    png = io.BytesIO()
+    framed_image(4).save(png, "PNG")
+    truncated = jpeg_bytes(smooth_noise())[:2000]
+    for data in (cmyk, png.getvalue(), truncated, b"not an image"):
+        assert image_cache._decode_jpeg_reduced(data, 64, 128) is None
+    out = preprocess_image(cmyk, 64, 128)
+    assert np.abs(out[2:-2, 2:-2].astype(int) - centre_colour(4)).max() <= 12
+    with pytest.raises(image_cache.BAD_IMAGE_ERRORS):  # PIL names the fault
+        preprocess_image(truncated, 64, 128)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
@@ -239,18 +277,22 @@ def test_resize_is_anti_aliased(fmt):
     buffer = io.BytesIO()
     options = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
     Image.fromarray(board).convert("RGB").save(buffer, fmt, **options)
-    out = preprocess_image(io.BytesIO(buffer.getvalue()), 64, 128).astype(float)
+    out = preprocess_image(buffer.getvalue(), 64, 128).astype(float)
     assert abs(out.mean() - 127.5) < 10 and out.std() < 10
 
 
 def test_other_sizes_are_centre_cropped_then_resized():
     image = framed_image(3, margin=0, size=(300, 260))  # bigger than CelebA
-    out = preprocess_image(io.BytesIO(jpeg_bytes(image)), 32, 128)
+    out = preprocess_image(jpeg_bytes(image), 32, 128)
     assert out.shape == (32, 32, 3)
     assert np.abs(out[2:-2, 2:-2].astype(int) - centre_colour(3)).max() <= 12
     small = Image.new("RGB", (100, 100), (10, 200, 30))  # smaller than the crop
-    out = preprocess_image(io.BytesIO(jpeg_bytes(small)), 64, 128)
+    out = preprocess_image(jpeg_bytes(small), 64, 128)
     assert out.shape == (64, 64, 3)
+    assert np.abs(out.astype(int) - (10, 200, 30)).max() <= 6
+    # Smaller than image_size itself: enlarged (it was once skipped as unreadable).
+    out = preprocess_image(jpeg_bytes(small), 128, 128)
+    assert out.shape == (128, 128, 3)
     assert np.abs(out.astype(int) - (10, 200, 30)).max() <= 6
 
 

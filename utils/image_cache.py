@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from utils.files import atomic_write_bytes
@@ -48,40 +49,74 @@ def centre_crop_box(width: int, height: int, crop_size: int) -> tuple[int, ...]:
     return left, top, left + side, top + side
 
 
-def preprocess_image(fp, image_size: int, crop_size: int) -> np.ndarray:
+def preprocess_image(data: bytes, image_size: int, crop_size: int) -> np.ndarray:
     """Centre crop, anti-aliased resize to image_size; (S, S, 3) uint8 RGB."""
-    with Image.open(fp) as image:
-        box = centre_crop_box(*image.size, crop_size)
-        side = box[2] - box[0]
-        # JPEG DCT scaling: draft() makes libjpeg decode straight at 1/2, 1/4 or 1/8
-        # size from each 8×8 block's low frequencies - an anti-aliased s× reduction
-        # equivalent to a full decode followed by an s×s box average (measured on
-        # CelebA-sized JPEGs: mean |Δ| ≈ 1/255). We ask for the largest s that keeps
-        # the crop ≥ image_size px, so for CelebA 128 → 64 that is s = 2 (an 89×109
-        # decode, ~1.5-2× faster) and what follows is a plain crop. The full-size crop
-        # offset (25, 45) is odd, so at 1/2 scale it is rounded to a whole pixel: the
-        # window moves by 1 px of the 178×218 original. Non-JPEGs ignore draft().
-        scale = 1.0
-        s = max(p for p in (1, 2, 4, 8) if p * image_size <= side)
+    # JPEG DCT scaling: libjpeg can decode straight at 1/2, 1/4 or 1/8 size from each
+    # 8×8 block's low frequencies - an anti-aliased s× reduction equivalent to a full
+    # decode followed by an s×s box average (measured on CelebA-sized JPEGs: mean
+    # |Δ| ≈ 1/255). We take the largest s that keeps the crop ≥ image_size px, so for
+    # CelebA 128 → 64 that is s = 2 (an 89×109 decode) and what follows is a plain
+    # crop. The full-size crop offset (25, 45) is odd, so at 1/2 scale it is rounded
+    # to a whole pixel: the window moves by 1 px of the 178×218 original.
+    decoded = _decode_jpeg_reduced(data, image_size, crop_size)
+    if decoded is None:
+        decoded = _decode_with_pil(data, image_size, crop_size)
+    pixels, full_size, scale = decoded  # a decoded pixel: scale × scale of the full
+    box = centre_crop_box(*full_size, crop_size)
+    scaled_box = tuple(value / scale for value in box)
+    if (box[2] - box[0]) / scale == image_size:  # the decode did all the shrinking
+        left, top = (int(value + 0.5) for value in scaled_box[:2])
+        return pixels[top : top + image_size, left : left + image_size].copy()
+    # BOX = area average, every source pixel counts once: no aliasing when
+    # shrinking. (The original used nearest neighbour here, which aliases.)
+    shrinking = (box[2] - box[0]) / scale > image_size
+    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
+    out = Image.fromarray(pixels).resize((image_size, image_size), resample, scaled_box)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def _reduction(width: int, height: int, image_size: int, crop_size: int) -> int:
+    """The largest JPEG scale-down s (2, 4, 8) that keeps the crop ≥ image_size
+    pixels, or 1 (also when the crop is smaller than image_size: it is enlarged)."""
+    side = min(crop_size, width, height)
+    return max(s for s in (1, 2, 4, 8) if s == 1 or s * image_size <= side)
+
+
+def _decode_jpeg_reduced(data: bytes, image_size: int, crop_size: int):
+    """(RGB pixels at 1/s size, full (width, height), s) by simplejpeg, or None where it
+    does not apply (not a JPEG, CMYK, damaged: PIL then decodes or names the fault).
+    simplejpeg is libjpeg-turbo without PIL's header parsing in Python: ~2× faster per
+    CelebA image, and the same pixels as PIL's draft() (tests/test_celeba.py)."""
+    try:
+        height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
+        if colour not in ("YCbCr", "Gray"):  # PIL's CMYK/YCCK conversion differs
+            return None
+        s = _reduction(width, height, image_size, crop_size)
+        pixels = simplejpeg.decode_jpeg(
+            data, "RGB", min_height=-(-height // s), min_width=-(-width // s),
+            min_factor=s,
+        )  # fmt: skip
+    except ValueError:  # not a JPEG, or a damaged one
+        return None
+    if pixels.shape[:2] != (-(-height // s), -(-width // s)):  # not exactly 1/s
+        return None
+    return pixels, (width, height), s
+
+
+def _decode_with_pil(data: bytes, image_size: int, crop_size: int):
+    """(RGB pixels, full (width, height), scale) by PIL: any format, with draft()'s
+    DCT scaling for JPEGs. Raises one of BAD_IMAGE_ERRORS for a file it cannot read."""
+    with Image.open(io.BytesIO(data)) as image:
+        full_size, scale = image.size, 1.0
+        s = _reduction(*full_size, image_size, crop_size)
         if s > 1:
-            full_width = image.width
-            # PIL picks the largest s ≤ min(W // w, H // h); (W // s, H // s) gives s.
+            # PIL picks the largest s ≤ min(W // w, H // h): (W // s, H // s) gives s.
             drafted = image.draft("RGB", (image.width // s, image.height // s))
-            if drafted is not None:
-                scale = full_width / drafted[1][2]  # drafted box = full size / s
+            if drafted is not None:  # a JPEG; its box is the full size / s
+                scale = full_size[0] / drafted[1][2]
         # Before resizing: PIL resizes palette images with nearest neighbour.
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # L, CMYK, P …
-        scaled_box = tuple(value / scale for value in box)
-        if side / scale == image_size:  # the draft did all the shrinking: just crop
-            left, top = (int(value + 0.5) for value in scaled_box[:2])
-            out = rgb.crop((left, top, left + image_size, top + image_size))
-        else:
-            # BOX = area average, every source pixel counts once: no aliasing when
-            # shrinking. (The original used nearest neighbour here, which aliases.)
-            shrinking = side / scale > image_size
-            resample = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
-            out = rgb.resize((image_size, image_size), resample, box=scaled_box)
-        return np.asarray(out, dtype=np.uint8)
+        return np.asarray(rgb, dtype=np.uint8), full_size, scale
 
 
 # --- where the images are ------------------------------------------------------------
@@ -164,8 +199,7 @@ def _decode_chunk(task: tuple[int, list[str]]) -> tuple[dict[int, str], int]:
     failures = {}
     for row, name in enumerate(names, start):
         try:
-            data = io.BytesIO(reader.read(name))
-            rows[row] = preprocess_image(data, image_size, crop_size)
+            rows[row] = preprocess_image(reader.read(name), image_size, crop_size)
         except BAD_IMAGE_ERRORS as error:
             failures[row] = f"{name} ({type(error).__name__}: {error})"
     return failures, len(names)
