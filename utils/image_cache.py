@@ -64,12 +64,13 @@ def preprocess_image(data: bytes, image_size: int, crop_size: int) -> np.ndarray
     pixels, full_size, scale = decoded  # a decoded pixel: scale × scale of the full
     box = centre_crop_box(*full_size, crop_size)
     scaled_box = tuple(value / scale for value in box)
-    if (box[2] - box[0]) / scale == image_size:  # the decode did all the shrinking
+    scaled_side = (box[2] - box[0]) / scale
+    if scaled_side == image_size:  # the decode did all the shrinking
         left, top = (int(value + 0.5) for value in scaled_box[:2])
         return pixels[top : top + image_size, left : left + image_size].copy()
     # BOX = area average, every source pixel counts once: no aliasing when
     # shrinking. (The original used nearest neighbour here, which aliases.)
-    shrinking = (box[2] - box[0]) / scale > image_size
+    shrinking = scaled_side > image_size
     resample = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
     out = Image.fromarray(pixels).resize((image_size, image_size), resample, scaled_box)
     return np.asarray(out, dtype=np.uint8)
@@ -78,8 +79,8 @@ def preprocess_image(data: bytes, image_size: int, crop_size: int) -> np.ndarray
 def _reduction(width: int, height: int, image_size: int, crop_size: int) -> int:
     """The largest JPEG scale-down s (2, 4, 8) that keeps the crop ≥ image_size
     pixels, or 1 (also when the crop is smaller than image_size: it is enlarged)."""
-    side = min(crop_size, width, height)
-    return max(s for s in (1, 2, 4, 8) if s == 1 or s * image_size <= side)
+    left, _, right, _ = centre_crop_box(width, height, crop_size)
+    return max(s for s in (1, 2, 4, 8) if s == 1 or s * image_size <= right - left)
 
 
 def _decode_jpeg_reduced(data: bytes, image_size: int, crop_size: int):
@@ -92,13 +93,13 @@ def _decode_jpeg_reduced(data: bytes, image_size: int, crop_size: int):
         if colour not in ("YCbCr", "Gray"):  # PIL's CMYK/YCCK conversion differs
             return None
         s = _reduction(width, height, image_size, crop_size)
+        reduced = (-(-height // s), -(-width // s))  # libjpeg rounds partial blocks up
         pixels = simplejpeg.decode_jpeg(
-            data, "RGB", min_height=-(-height // s), min_width=-(-width // s),
-            min_factor=s,
-        )  # fmt: skip
+            data, "RGB", min_height=reduced[0], min_width=reduced[1], min_factor=s
+        )
     except ValueError:  # not a JPEG, or a damaged one
         return None
-    if pixels.shape[:2] != (-(-height // s), -(-width // s)):  # not exactly 1/s
+    if pixels.shape[:2] != reduced:  # not exactly 1/s
         return None
     return pixels, (width, height), s
 
