@@ -1,50 +1,24 @@
 """Train a β-VAE: `python main.py [--name=value ...]` (see params.py, or --help).
 
-The story of a run, top to bottom: parameters → data → run folder → model →
-training loop → final artifacts, all written into predictions/<run_name>/.
+The story of a run, top to bottom: parameters → run folder → data → model → the
+training loop → final outputs, all written into predictions/<run_name>/.
+TensorFlow loads only once the parameters are checked, so that --help, a bad
+value and --mode=compare answer in a fraction of a second: the functions below
+that need it import it themselves.
 """
 
-import os
+import contextlib
 import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ chatter ("no CUDA")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from models import BetaVAE, ObjectiveSettings  # noqa: E402
-from utils import cli, config, visualize  # noqa: E402
-from utils.analysis import analyze  # noqa: E402
-from utils.checkpoints import Checkpoints, latest_checkpoint_step  # noqa: E402
-from utils.compare import compare_runs  # noqa: E402
-from utils.data import (  # noqa: E402
-    DataNotFound,
-    distributed_batches,
-    fixed_indices,
-    load_source,
-    to_float,
-    validation_batches,
-)
-from utils.distribute import (  # noqa: E402
-    StrategyError,
-    check_strategy,
-    discard_worker_checkpoints,
-    is_chief,
-    make_strategy,
-    use_xla,
-    worker_checkpoint_dir,
-)
-from utils.evaluate import evaluate_metrics  # noqa: E402
-from utils.images import save_gif  # noqa: E402
-from utils.logs import CsvLog, TensorBoard, log_train_step  # noqa: E402
-from utils.plots import read_log_csv, save_kl_bars, save_loss_curves  # noqa: E402
-from utils.run_folder import (  # noqa: E402
+from utils import cli, config
+from utils.compare import compare_runs
+from utils.objectives import logged_terms
+from utils.run_folder import (
     RESUMABLE_CHANGES,
     RunFolderError,
     RunLock,
@@ -55,64 +29,162 @@ from utils.run_folder import (  # noqa: E402
     load_parameters,
     record_parameters,
     unused_name,
+    write_status,
 )
-from utils.steps import make_steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
-NUM_TEST_IMAGES = 16  # shown in every composite, as the original
+PARAMS_FILE = REPO / "params.py"
+TENSORFLOW_BYTES = 2**30  # a training process's own memory before its model (README)
 
 
 def main(argv=None):
     # --- parameters: params.py, then the command line, all checked before any work
-    import params
-
-    specs = cli.read_params(params)
-    argv = sys.argv[1:] if argv is None else argv
     try:
-        p, overrides = cli.parse_command_line(specs, argv)
-        runs = cli.sweep(overrides)
-        if p["mode"] in ("evaluate", "analyze"):
-            p = parameters_of_run(p, overrides)
-        errors = [e for run in runs for e in config.validate({**p, **run})]
-        if errors:
-            errors = list(dict.fromkeys(errors))
-            raise cli.UsageError("invalid parameters:\n  " + "\n  ".join(errors))
+        p, runs, swept = parameters(sys.argv[1:] if argv is None else argv)
     except (cli.UsageError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if len(runs) > 1:
-        return train_sweep(runs, [k for k, v in overrides.items() if v != runs[0][k]])
+        return train_sweep(runs, swept)
     if p["mode"] == "compare":
-        names = p["run_name"].split(",") if p["run_name"] else None
-        try:
-            page = compare_runs(REPO / p["predictions_dir"], names)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"Wrote {page}")
-        return 0
+        return compare(p)
+
+    # --- the run folder, locked: refusals come before TensorFlow and the data load
+    stop = StopRequest()
+    lock, created = None, []
     try:
-        # Refusals first, before a long data load; neither writes anything.
-        check_strategy(p["strategy"])
-        if p["mode"] == "train":
-            name = p["run_name"] or default_run_name(p)
-            check_writable(REPO / p["predictions_dir"] / name)
-        # The data is found (or its absence reported) before anything is written,
-        # and before the strategy: building a cache forks, which hangs once a
-        # multi-worker strategy has started its gRPC server (grpc/grpc#14055).
-        source = load_data(p)
-        print(f"Data: {source.source}")
-        # Before any other TensorFlow op: a multi-worker strategy starts a server.
-        strategy = make_strategy(p["strategy"])
-        if p["mode"] == "train":
-            return train(p, source, strategy, Path(params.__file__))
-        return inspect_run(p, source)
-    except (DataNotFound, RunFolderError, StrategyError) as error:
+        config.check_strategy(p["strategy"])
+        p = {**p, "run_name": run_name_of(p)}
+        folder = REPO / p["predictions_dir"] / p["run_name"]
+        # The folders this run creates: removed again if it stops before writing.
+        created = [f for f in (folder, *folder.parents) if not f.exists()]
+        if p["strategy"] != "multi_worker":  # its chief locks once it is known
+            lock = RunLock(folder).acquire(busy_advice=BUSY_ADVICE[p["mode"]])
+        return run(p, folder, stop)
+    except (RunFolderError, config.StrategyError, cli.UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Stopped as stopped:
+        print(f"\n{stopped}", file=sys.stderr)
+        return 128 + stopped.signum
+    finally:
+        if lock:
+            lock.release()
+            for empty in created:
+                _remove_if_empty(empty)  # a new run that stopped before writing
+
+
+def parameters(argv):
+    """params.py, then the command line → (the run's parameters, one overrides
+    dict per run of a sweep, the swept names); UsageError for a bad value."""
+    params = cli.import_params(PARAMS_FILE)
+    p, overrides = cli.parse_command_line(cli.read_params(params), argv)
+    runs = cli.sweep(overrides)
+    if p["mode"] in ("evaluate", "analyze", "export"):
+        p = parameters_of_run(p, overrides)
+    errors = [e for run in runs for e in config.validate({**p, **run})]
+    if errors:
+        errors = "\n  ".join(dict.fromkeys(errors))
+        raise cli.UsageError(f"invalid parameters:\n  {errors}")
+    return p, runs, [k for k, v in overrides.items() if v != runs[0][k]]
+
+
+def run_name_of(p):
+    """The run's name, or for a new run one from its parameters that no folder
+    has yet; a training run's folder must be writable."""
+    predictions = REPO / p["predictions_dir"]
+    name = p["run_name"] or unused_name(predictions, default_run_name(p))
+    if p["mode"] == "train":
+        check_writable(predictions / name)
+    return name
+
+
+BUSY_ADVICE = {
+    "train": "Wait for it to finish, stop it, or choose another --run_name.",
+    "evaluate": "Wait for it to finish, or stop it, then evaluate.",
+    "analyze": "Wait for it to finish, or stop it, then analyze.",
+    "export": "Wait for it to finish, or stop it, then export.",
+}
+
+
+def run(p, folder, stop):
+    """Train, or inspect a trained run: TensorFlow from here on."""
+    with config.quiet_tensorflow_start_up():  # its C++ start-up lines, unasked
+        import tensorflow  # noqa: F401
+    from utils.data import DataNotFound, split_problems
+    from utils.distribute import make_strategy
+
+    if p["mode"] == "train":
+        for change in check_same_experiment(saved_parameters(folder), p, folder):
+            print(f"Note: {change}")
+        done = finished_step(p, folder)  # before the data load: it may be all done
+        if done is not None and not missing_final_outputs(p, folder, done):
+            print(
+                f"Run {p['run_name']} has already trained {done} steps "
+                f"(num_steps={p['num_steps']}) and written its results: nothing to "
+                "do. Raise --num_steps to train longer."
+            )
+            return 0
+    if p["mode"] == "train":
+        check_memory(p)
+    try:
+        source = load_data(p)
+    except DataNotFound as error:
+        raise RunFolderError(str(error)) from None
+    print(f"Data: {source.source}")
+    problems = split_problems(source, p["batch_size"]) if p["mode"] == "train" else []
+    if problems:
+        raise cli.UsageError(
+            "the data cannot train this run:\n  " + "\n  ".join(problems)
+        )
+    # Before any other TensorFlow op: a multi-worker strategy starts a server.
+    strategy = make_strategy(p["strategy"])
+    if p["mode"] != "train":
+        return inspect_run(p, folder, source, stop)
+    try:
+        return train(p, folder, source, strategy, stop)
+    except OSError as error:  # a full disk, say: what was saved before stays intact
+        from utils.checkpoints import latest_checkpoint_step
+
+        kept = latest_checkpoint_step(folder / "checkpoints", log=lambda line: None)
+        print(
+            f"error: {cannot_write(folder, error)}. The run is intact up to its last "
+            f"checkpoint (step {kept}): make room, then rerun the same command to "
+            "resume.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def check_memory(p):
+    """Refuse, before any work, a run whose training and step images would need
+    more memory than this machine has: a latent size or an image size that would
+    otherwise end in the kernel's OOM kill, with no message."""
+    import os
+
+    from models import training_bytes
+    from utils.data import NUM_KL_IMAGES, NUM_TEST_IMAGES
+    from utils.step_images import step_images_bytes
+
+    channels = 1 if p["dataset"] == "dsprites" else 3
+    shape = (p["image_size"], p["image_size"], channels)
+    need = TENSORFLOW_BYTES + training_bytes(p, shape)
+    need += step_images_bytes(
+        shape, p["latent_size"], NUM_KL_IMAGES, NUM_TEST_IMAGES, p["conv_layers"][0][0]
+    )
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.9 * have:
+        raise cli.UsageError(
+            f"this run would need about {need / 2**30:.1f} GB of memory (model, "
+            f"optimizer and activations for batch_size={p['batch_size']} at "
+            f"image_size={p['image_size']}, latent_size={p['latent_size']}), more "
+            f"than this machine's {have / 2**30:.1f} GB: lower them"
+        )
 
 
 def load_data(p):
+    from utils.data import DataNotFound, load_source
+
     data_dir = REPO / p["data_dir"]
     try:
         return load_source(p["dataset"], data_dir, p["image_size"], p["crop_size"])
@@ -121,6 +193,17 @@ def load_data(p):
             f"cannot use data_dir {data_dir}: {error}; fix it, or choose "
             "--data_dir=<a folder with the dataset>"
         ) from None
+
+
+def compare(p):
+    names = p["run_name"].split(",") if p["run_name"] else None
+    try:
+        page = compare_runs(REPO / p["predictions_dir"], names)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {page}")
+    return 0
 
 
 def train_sweep(runs, swept):
@@ -141,7 +224,8 @@ def train_sweep(runs, swept):
 
 
 def parameters_of_run(p, overrides):
-    """evaluate/analyze an existing run with the parameters it was trained with."""
+    """evaluate/analyze/export an existing run with the parameters it was trained
+    with."""
     if not p["run_name"]:
         raise RunFolderError(f"--mode={p['mode']} needs --run_name=<run>")
     predictions = REPO / p["predictions_dir"]
@@ -157,51 +241,83 @@ def parameters_of_run(p, overrides):
     return {**p, **saved, **kept, "mode": p["mode"]}
 
 
-def train(p, source, strategy, params_file):
-    # --- run folder: a new one, or the named run resumed; never another run's files
-    predictions = REPO / p["predictions_dir"]
-    run_name = p["run_name"] or unused_name(predictions, default_run_name(p))
-    p = {**p, "run_name": run_name}
-    folder = predictions / run_name
+# --- training
+
+
+def train(p, folder, source, strategy, stop):
+    from utils.checkpoints import Checkpoints, TrainingState
+    from utils.distribute import is_chief, worker_checkpoint_dir
+
+    # --- the run folder: a new one, or the named run resumed; never another run's
     chief = is_chief(strategy)  # only the chief writes into the run folder
-    lock = RunLock(folder).acquire() if chief else None  # creates the folder
+    multi_worker_chief = chief and p["strategy"] == "multi_worker"
+    lock = RunLock(folder).acquire() if multi_worker_chief else None
     try:
-        # Refuse a folder that holds another experiment; say what a resume changes.
-        for change in check_same_experiment(load_parameters(folder), p, folder):
-            print(f"Note: {change}")
-        done = latest_checkpoint_step(folder / "checkpoints")
-        if done >= p["num_steps"]:
-            print(
-                f"Run {run_name} has already trained {done} steps (num_steps="
-                f"{p['num_steps']}): nothing to do. Raise --num_steps to train longer."
-            )
-            return 0
-        if chief:
-            record_parameters(folder, p, params_file)
-        return train_loop(p, source, strategy, folder, resume_step=done)
-    except OSError as error:  # a full disk, say: what was saved before stays intact
-        kept = latest_checkpoint_step(folder / "checkpoints")
-        print(
-            f"error: {cannot_write(folder, error)}. The run is intact up to its last "
-            f"checkpoint (step {kept}): make room, then rerun the same command to "
-            "resume.",
-            file=sys.stderr,
+        # --- model, optimizers, and the state a resume needs (all in the checkpoint)
+        state = TrainingState.new(p, source.image_shape, strategy)
+        writes_to = worker_checkpoint_dir(folder / "checkpoints", strategy)
+        checkpoints = Checkpoints(
+            folder / "checkpoints", writes_to, **state.trackables()
         )
-        return 1
+        if checkpoints.restore():
+            print(f"Restored the checkpoint of step {int(state.step.numpy())}")
+            state.optimizer.learning_rate = p["learning_rate"]  # resumable
+        state.parameters.assign(json_of(p))
+        if chief:
+            record_parameters(folder, p, PARAMS_FILE)
+            describe_in_tensorboard(p, folder)
+        trained = finished_step(p, folder) is None
+        outcome = "finished"
+        if trained:
+            outcome = train_loop(p, folder, source, strategy, state, checkpoints, stop)
+        if outcome == "diverged":
+            return 1
+        if chief:
+            stop.at_once()  # from here a stop request stops now: the rerun finishes
+            step, results = int(state.step.numpy()), outcome == "finished"
+            write_final_outputs(p, folder, state.model, source, step, trained, results)
+            print(f"Wrote {folder}")
+        return 0
     finally:
         if lock:
             lock.release()
 
 
-def train_loop(p, source, strategy, folder, resume_step):
-    print(f"{'Resuming' if resume_step else 'Starting'} {p['run_name']} → {folder}")
-    keras.utils.set_random_seed(p["seed"])
-    chief = is_chief(strategy)
+def describe_in_tensorboard(p, folder):
+    """The run's parameters, with its validation and disentanglement numbers as
+    columns, in TensorBoard's HPARAMS tab: a sweep becomes one sortable table."""
+    from utils.evaluate import METRIC_NAMES
+    from utils.objectives import objective_of
+    from utils.tensorboard import write_hparams
 
-    # --- data: batches are a pure function of the step, so a resume continues them
-    test_images = to_float(
-        source.read(fixed_indices(source.splits["test"], NUM_TEST_IMAGES))
+    validation = ("negative_elbo", "reconstruction_loss", "kl")
+    columns = [f"validation/{k}" for k in validation]
+    columns += [f"metrics/{k}" for k in METRIC_NAMES]
+    varying = ("objective", *objective_of(p).parameters, "seed")
+    write_hparams(folder / "tensorboard", p, columns, varying=varying)
+
+
+def train_loop(p, folder, source, strategy, state, checkpoints, stop):
+    """Train to num_steps or an early stop ("finished"), or until a stop request
+    ("stopped") or a loss that is not finite ("diverged")."""
+    from tqdm import tqdm
+
+    from models import ObjectiveSettings
+    from utils.data import (
+        distributed_batches,
+        test_sets,
+        validation_batches,
     )
+    from utils.distribute import discard_worker_checkpoints, is_chief, use_xla
+    from utils.logs import RunLogs
+    from utils.step_images import BackgroundDrawing, step_images
+    from utils.steps import make_steps, steps_in_next_call
+
+    resume_step = int(state.step.numpy())
+    print(f"{'Resuming' if resume_step else 'Starting'} {p['run_name']} → {folder}")
+    chief = is_chief(strategy)
+    # --- data: batches are a pure function of the step, so a resume continues them
+    test_images, kl_images = test_sets(source)
     validation_data = validation_batches(
         strategy, source, p["validation_batches"], p["batch_size"]
     )
@@ -211,161 +327,300 @@ def train_loop(p, source, strategy, folder, resume_step):
             seed=p["seed"], start_step=resume_step,
         )
     )  # fmt: skip
-
-    # --- model, optimizer, and the state a resume needs
-    with strategy.scope():
-        model = build_model(p, source.image_shape)
-        optimizer = build_optimizer(p)
-        optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, name="step")
-        best_validation_loss = tf.Variable(np.inf, dtype=tf.float64)
-        validations_without_improvement = tf.Variable(0, dtype=tf.int64)
-    checkpoints = Checkpoints(
-        folder / "checkpoints",
-        worker_checkpoint_dir(folder / "checkpoints", strategy),
-        model=model, optimizer=optimizer, step=step,
-        best_validation_loss=best_validation_loss,
-        validations_without_improvement=validations_without_improvement,
-    )  # fmt: skip
-    if checkpoints.restore():
-        print(f"Restored the checkpoint of step {int(step.numpy())}")
-        optimizer.learning_rate = p["learning_rate"]  # not the checkpoint's: resumable
-    cfg = ObjectiveSettings.of(p)
     train_steps, validation_losses = make_steps(
-        strategy, model, optimizer, step, cfg, p["batch_size"], p["seed"],
+        strategy, state.model, (state.optimizer, state.discriminator_optimizer),
+        state.step, ObjectiveSettings.of(p), p["batch_size"], p["seed"],
         jit_compile=use_xla(p["jit_compile"], strategy),
     )  # fmt: skip
-
     # --- logs: stable column names, which become CSV headers and TensorBoard tags
-    scalars = ["loss", "reconstruction_loss", "kl", cfg.schedule_name]
-    latents = [f"kl_z{i}" for i in range(p["latent_size"])]
-    validation_columns = ["step", "loss", "reconstruction_loss", "kl"]
-    if chief:
-        log = CsvLog(folder / "log.csv", ["step", *scalars, *latents], resume_step)
-        validation_log = CsvLog(
-            folder / "validation.csv", validation_columns, resume_step
-        )
-        tensorboard = TensorBoard(folder / "tensorboard")
-    else:
-        log = validation_log = tensorboard = NoLog()
+    terms = logged_terms(p)
+    logs = RunLogs(folder, terms, p["latent_size"], resume_step, chief)
+    drawing = BackgroundDrawing()
+
+    def validate():
+        """Log the validation losses, keep the best; True when it is time to stop."""
+        losses = validation_losses(validation_data)
+        logs.validation(current, losses)
+        if state.record_validation(losses):
+            save(best=True)
+        patience = p["early_stopping_patience"]
+        return bool(patience) and stale(state) >= patience
 
     def save(best=False):
-        # Logs first: every row up to the checkpoint's step is on disk before it.
-        log.flush()
-        validation_log.flush()
-        tensorboard.flush()
+        logs.flush()  # every row up to the checkpoint's step is on disk before it
         checkpoints.save(current, best=best)  # every worker takes part
         discard_worker_checkpoints(folder / "checkpoints", strategy)
 
+    def draw():
+        images = step_images(state.model, test_images, kl_images, folder, current)
+        drawing.submit(images, then=partial(logs.images, current))  # TensorBoard
+
     # --- the loop: `steps_per_call` steps per call, or fewer to land on the steps
     # that validate, checkpoint or draw; then each step's values, one by one
-    stop = StopRequest()
-    current = int(step.numpy())
-    reason = "reached num_steps"
+    current, final, stopping = resume_step, False, None
     progress = tqdm(
         total=p["num_steps"], initial=current, unit="step", mininterval=1.0,
         dynamic_ncols=True,
     )  # fmt: skip
     started = time.time()
-    drawing = visualize.BackgroundDrawing()
-    while current < p["num_steps"]:
-        count = steps_in_next_call(current, p)
-        chunk = train_steps(train_batches, tf.constant(count, tf.int32))
-        chunk = {k: v.numpy() for k, v in chunk.items()}
-        for i in range(count):
-            values = {k: v[i] for k, v in chunk.items()}
-            current += 1
-            if not np.isfinite(values["loss"]):
-                progress.close()
-                # This loss came from the weights saved at the step before, if any.
-                kept, lower = checkpoints.discard(current - 1), p["learning_rate"] / 10
-                print(
-                    f"error: the loss became {values['loss']} at step {current}. The "
-                    f"run is kept as of its last good checkpoint (step {kept}): rerun "
-                    f"the same command with a lower learning rate (e.g. "
-                    f"--learning_rate={lower:g}) to resume from there.",
-                    file=sys.stderr,
-                )
-                return 1
-            if current % p["log_step"] == 0:
-                log_train_step(log, tensorboard, current, values, scalars, latents)
-        progress.update(count)
-        progress.set_postfix({k: f"{values[k]:.4g}" for k in scalars}, refresh=False)
-        final = current == p["num_steps"]
-
-        if current % p["validation_step"] == 0 or final:
-            losses = validation_losses(validation_data)
-            validation_log.append({"step": current, **losses})
-            tensorboard.write("validation", current, losses)
-            improved = losses["loss"] < best_validation_loss.numpy()
-            if improved:
-                best_validation_loss.assign(losses["loss"])
-                validations_without_improvement.assign(0)
-            else:
-                validations_without_improvement.assign_add(1)
-            patience = p["early_stopping_patience"]
-            if patience and validations_without_improvement.numpy() >= patience:
-                reason = f"early stop after {patience} validations without improvement"
-                final = True
-            if improved:
-                save(best=True)
-        stopping = stop.requested  # read once: a signal may come at any moment
-        if stopping and not final:
-            reason = f"stopped by {stopping}"
-        if current % p["checkpoint_step"] == 0 or final or stopping:
-            save()
-        if chief and (current % p["plot_step"] == 0 or final or stopping):
-            drawing.submit(visualize.step_images(model, test_images, folder, current))
-        if final or stopping:
-            break
-    progress.close()
-    drawing.close()  # the last step's images, before training.gif is made of them
-    log.close()
-    validation_log.close()
-    minutes = (time.time() - started) / 60
-    print(f"Step {current}: {reason} ({minutes:.1f} min in this session)")
-
-    # --- final artifacts: what a user opens first
     if chief:
-        write_final_artifacts(model, source, folder)
-        if p["dataset"] == "dsprites" and p["metrics_at_end"]:
-            evaluate_metrics(model.encoder, source, folder, step=current)
-        print(f"Wrote {folder}")
-    return 0
+        write_status(folder, "training", current, p["num_steps"], "")
+    try:
+        while not (final or stopping):
+            count = steps_in_next_call(current, p)
+            values = train_steps(train_batches, count)
+            bad = log_steps(logs, values, current, p["log_step"])
+            if bad:
+                progress.close()
+                diverged(p, folder, checkpoints, bad, values["loss"][bad - current - 1])
+                return "diverged"
+            current += count
+            show_progress(progress, values, count, terms)
+            final = current == p["num_steps"]
+            if due(current, p["validation_step"]) or final:
+                final |= validate()  # True: early stopping says stop
+            stopping = stop.requested  # read once: a signal may come at any moment
+            if due(current, p["checkpoint_step"]) or final or stopping:
+                save()
+            if chief and (due(current, p["plot_step"]) or final or stopping):
+                draw()  # only the chief writes into the run folder
+    except BaseException:
+        # Keep the rows already logged; report the error that stopped the run,
+        # not one that closing the files after it may raise (a full disk).
+        close_after_a_fault(progress, drawing, logs)
+        raise
+    progress.close()
+    drawing.close()  # the last step's images: before training.gif, and TensorBoard
+    logs.close()
+    stopped = not final and stopping  # a request that came before the end
+    return end_of_session(p, folder, chief, current, stopped, started)
 
 
-def inspect_run(p, source):
-    """--mode=evaluate (disentanglement metrics) or analyze (what each latent does)
-    on a trained run's latest checkpoint, written into its folder."""
-    folder = REPO / p["predictions_dir"] / p["run_name"]
+def close_after_a_fault(*closables):
+    for closable in closables:
+        with contextlib.suppress(Exception):
+            closable.close()
+
+
+def log_steps(logs, values, first, log_step):
+    """Log a call's steps (those after `first`, every `log_step`) → the first
+    step whose loss is not finite, or None."""
+    import numpy as np
+
+    for i, loss in enumerate(values["loss"]):
+        step = first + i + 1
+        if not np.isfinite(loss):
+            return step
+        if step % log_step == 0:
+            logs.train(step, {k: v[i] for k, v in values.items()})
+    return None
+
+
+def show_progress(progress, values, count, terms):
+    # The postfix first: the update that reaches 100 % shows the last step's values.
+    last = {k: f"{values[k][-1]:.4g}" for k in terms[:3]}
+    progress.set_postfix(last, refresh=False)
+    progress.update(count)
+
+
+def end_of_session(p, folder, chief, step, stopped, started):
+    """Say how the session ended, in the terminal and in status.json → the
+    outcome: "stopped" by a request, or "finished" (num_steps or early stop)."""
+    if stopped:
+        reason = f"stopped by {stopped}"
+    elif step < p["num_steps"]:
+        reason = "early stop: no lower validation negative ELBO in "
+        reason += f"{p['early_stopping_patience']} validations"
+    else:
+        reason = "reached num_steps"
+    minutes = (time.time() - started) / 60
+    print(f"Step {step}: {reason} ({minutes:.1f} min in this session)")
+    outcome = "stopped" if stopped else "finished"
+    if chief:
+        write_status(folder, outcome, step, p["num_steps"], reason)
+    if stopped:
+        print(
+            "Rerun the same command to resume; the results (metrics, exports) are "
+            "written when the run finishes."
+        )
+    return outcome
+
+
+def due(step, every):
+    return step % every == 0
+
+
+def stale(state):
+    return int(state.validations_without_improvement.numpy())
+
+
+def diverged(p, folder, checkpoints, step, loss):
+    # This loss came from the weights saved at the step before, if any.
+    kept, lower = checkpoints.discard(step - 1), p["learning_rate"] / 10
+    write_status(folder, "diverged", step, p["num_steps"], f"loss {loss}")
+    print(
+        f"error: the loss became {loss} at step {step}. The run is kept as of "
+        f"its last good checkpoint (step {kept}): rerun the same command with a lower "
+        f"learning rate (e.g. --learning_rate={lower:g}) to resume from there.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def saved_parameters(folder):
+    """The run's parameters: params.json, or if it is lost, the copy in the
+    latest checkpoint; None for a new run."""
+    from utils.checkpoints import read_state_value
+
+    return load_parameters(folder) or read_state_value(
+        folder / "checkpoints", "parameters"
+    )
+
+
+def finished_step(p, folder):
+    """The step at which the run finished training (num_steps reached, or early
+    stopping), from its last checkpoint; None while it has more to train."""
+    from utils.checkpoints import latest_checkpoint_step, read_state_value
+
+    done = latest_checkpoint_step(folder / "checkpoints")
+    if done >= p["num_steps"]:
+        return done
+    patience = p["early_stopping_patience"]
+    if done and patience:
+        stale = read_state_value(
+            folder / "checkpoints", "validations_without_improvement"
+        )
+        if stale is not None and stale >= patience:
+            return done
+    return None
+
+
+# --- final outputs: written at the end, and completed by a rerun if a stop or a kill
+# cut them short
+
+
+def final_outputs(p, folder, step, results=True):
+    """{name: whether it is written} for what a run's folder holds at its end:
+    pictures drawn from its logs, and (`results`, once it is finished) the model's
+    exports and metrics."""
+    import json
+
+    outputs = {
+        "loss_curves.png": (folder / "loss_curves.png").is_file(),
+        "kl_per_latent.png": (folder / "kl_per_latent.png").is_file(),
+    }
+    if any((folder / "composites").glob("step_*.jpg")):
+        outputs["training.gif"] = (folder / "training.gif").is_file()
+    if not results:
+        return outputs
+    exports = ("encoder.keras", "decoder.keras", "saved_model")
+    outputs["model/"] = all((folder / "model" / name).exists() for name in exports)
+    if p["dataset"] == "dsprites" and p["metrics_at_end"]:
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
+        protocol = metrics.get("protocols", {}).get(p["metrics_protocol"], {})
+        outputs["metrics.json"] = protocol.get("step") == step
+    return outputs
+
+
+def missing_final_outputs(p, folder, step):
+    return [name for name, done in final_outputs(p, folder, step).items() if not done]
+
+
+def write_final_outputs(p, folder, model, source, step, everything, results):
+    """training.gif, loss_curves.png, kl_per_latent.png and, with `results`, the
+    exports and (dSprites) the metrics: what a user opens first. `everything`:
+    after training; else only what is missing (a rerun of a finished run whose
+    end a stop or a kill cut short)."""
+    from tqdm import tqdm
+
+    from utils.data import test_sets
+    from utils.evaluate import evaluate_metrics
+    from utils.export import export_model
+    from utils.images import save_gif
+    from utils.logs import read_log_csv
+    from utils.plots import save_kl_bars, save_loss_curves
+    from utils.step_images import z_mean_and_kl
+
+    def kl_bars():
+        _, kl_images = test_sets(source)
+        _, kl = z_mean_and_kl(model, kl_images)
+        save_kl_bars(folder / "kl_per_latent.png", kl.mean(axis=0), len(kl_images))
+
+    writers = {
+        "training.gif": lambda: save_gif(
+            folder / "training.gif", sorted((folder / "composites").glob("step_*.jpg"))
+        ),
+        "loss_curves.png": lambda: save_loss_curves(
+            folder / "loss_curves.png",
+            read_log_csv(folder / "log.csv"),
+            read_log_csv(folder / "validation.csv"),
+            p,
+        ),
+        "kl_per_latent.png": kl_bars,
+        "model/": lambda: export_model(model, folder / "model"),
+        "metrics.json": lambda: evaluate_metrics(
+            model.encoder, source, folder, p["metrics_protocol"], step
+        ),
+    }
+    outputs = final_outputs(p, folder, step, results)
+    missing = [k for k, done in outputs.items() if everything or not done]
+    bar = tqdm(missing, desc="results", unit="file", dynamic_ncols=True)
+    for name in bar:  # the metrics show their own bars: minutes with reference
+        bar.set_postfix_str(name)
+        writers[name]()
+
+
+# --- an existing run: metrics, analysis, exports
+
+
+def inspect_run(p, folder, source, stop):
+    """--mode=evaluate (disentanglement metrics), analyze (what each latent does)
+    or export, on a trained run's latest (or best) checkpoint, into its folder."""
+    from models import build_model
+    from utils.checkpoints import Checkpoints
+
     if p["mode"] == "evaluate" and p["dataset"] != "dsprites":
         raise RunFolderError(
             f"the metrics need ground-truth factors, which {p['dataset']} does not "
             "have: evaluate a dSprites run, or use --mode=analyze"
         )
-    lock = RunLock(folder).acquire()  # not while it is training
-    try:
-        model = build_model(p, source.image_shape)
-        if not Checkpoints(folder / "checkpoints", model=model).restore():
-            raise RunFolderError(f"run {p['run_name']} has no checkpoint yet")
-        step = latest_checkpoint_step(folder / "checkpoints")
-        print(f"{p['mode'].capitalize()} {p['run_name']} at step {step}")
-        if p["mode"] == "evaluate":
-            evaluate_metrics(model.encoder, source, folder, step=step)
-        else:
-            analyze_run(model, source, folder)
-    finally:
-        lock.release()
+    model = build_model(p, source.image_shape)
+    step = Checkpoints(folder / "checkpoints", model=model).restore(p["checkpoint"])
+    if step is None:
+        raise RunFolderError(
+            f"run {p['run_name']} has no {p['checkpoint']} checkpoint yet"
+        )
+    print(f"{p['mode'].capitalize()} {p['run_name']} at step {step}")
+    stop.at_once()
+    if p["mode"] == "evaluate":
+        from utils.evaluate import evaluate_metrics
+
+        evaluate_metrics(model.encoder, source, folder, p["metrics_protocol"], step)
+    elif p["mode"] == "analyze":
+        analyze_run(model, source, folder)
+    else:
+        from utils.export import export_model
+
+        export_model(model, folder / "model")
     print(f"Wrote {folder}")
     return 0
 
 
 def analyze_run(model, source, folder):
-    images = to_float(source.read(fixed_indices(source.splits["test"], 1000)))
+    import numpy as np
+
+    from utils.analysis import analyze
+    from utils.data import test_sets
+    from utils.step_images import z_mean_and_kl
+
+    _, kl_images = test_sets(source)
     summary = analyze(
-        lambda x: visualize.encode_means(model, x),
+        lambda x: z_mean_and_kl(model, x),
         lambda z: np.asarray(model.decode(z)),
-        np.asarray(images),
+        np.asarray(kl_images),
         folder,
     )
     print(
@@ -375,80 +630,58 @@ def analyze_run(model, source, folder):
     )
 
 
-def build_model(p, image_shape):
-    return BetaVAE(
-        image_shape, p["conv_layers"], p["dense_layers"], p["latent_size"],
-        p["activation"], p["precision"],
-    )  # fmt: skip
-
-
-def build_optimizer(p):
-    optimizer = keras.optimizers.Adam(p["learning_rate"], beta_1=p["adam_beta_1"])
-    if p["precision"] == "mixed_float16":
-        # float16 gradients underflow below 6e-8: scale the loss up and the
-        # gradients back down, dynamically (Micikevicius et al. 2018). bfloat16
-        # has float32's range and needs no scaling.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def steps_in_next_call(current, p):
-    """How many steps the next call trains: up to steps_per_call, ending at the
-    next step that validates, saves or draws (or at num_steps), so that each of
-    those happens at exactly its step, whatever steps_per_call is."""
-    events = [p["num_steps"]] + [
-        (current // p[k] + 1) * p[k]
-        for k in ("validation_step", "checkpoint_step", "plot_step")
-    ]
-    return min(p["steps_per_call"], min(events) - current)
-
-
-def write_final_artifacts(model, source, folder):
-    """training.gif, loss_curves.png and kl_per_latent.png, drawn from the run
-    folder's own files and the model."""
-    composites = sorted((folder / "composites").glob("step_*.jpg"))
-    if composites:
-        save_gif(folder / "training.gif", composites)
-    save_loss_curves(
-        folder / "loss_curves.png",
-        read_log_csv(folder / "log.csv"),
-        read_log_csv(folder / "validation.csv"),
-    )
-    images = to_float(source.read(fixed_indices(source.splits["test"], 512)))
-    z_mean, z_log_var = visualize.encode_means(model, images)
-    kl = visualize.kl_per_latent_of(z_mean, z_log_var)
-    save_kl_bars(folder / "kl_per_latent.png", kl)
-
-
-class NoLog:
-    """What a non-chief worker logs to: nothing (the chief logs the same values)."""
-
-    def append(self, values):
+def _remove_if_empty(folder):
+    try:
+        folder.rmdir()
+    except OSError:
         pass
 
-    def write(self, split, step, values):
-        pass
 
-    def flush(self):
-        pass
+# --- stop requests
 
-    close = flush
+
+class Stopped(BaseException):
+    """A stop request that stops at once. A BaseException, as KeyboardInterrupt:
+    no `except Exception` on the way may swallow it."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.signum = signum
 
 
 class StopRequest:
-    """Ctrl-C or SIGTERM asks the loop to stop after the current step, save a
-    checkpoint and write the final artifacts, rather than die mid-write."""
+    """Ctrl-C or SIGTERM. While training, the loop stops after the current call,
+    with a checkpoint at that step. In the end-of-run phase (`at_once`), or at a
+    second request, it stops at once: every file is written atomically, and a
+    rerun writes whatever is missing."""
 
     def __init__(self):
         self.requested = None
+        self.immediate = False
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
+    def at_once(self):
+        """From now on a request stops at once (one made before was honoured by
+        stopping the loop)."""
+        self.immediate = True
+
     def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C: the user insists
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested}: stopping after this step…", file=sys.stderr)
+        name = signal.Signals(signum).name
+        if self.requested or self.immediate:
+            raise Stopped(
+                signum,
+                f"{name}: stopped. Rerun the same command to go on from the last "
+                "checkpoint and write what is missing.",
+            )
+        self.requested = name
+        print(f"\n{name}: stopping after this step…", file=sys.stderr)
+
+
+def json_of(p):
+    import json
+
+    return json.dumps(p, sort_keys=True)
 
 
 if __name__ == "__main__":

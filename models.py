@@ -1,21 +1,37 @@
-"""The β-VAE: its losses and schedules, then the encoder/decoder, then the model.
+"""The β-VAE family: the loss terms a reader checks against the papers, each
+objective's loss (`LOSSES`), then the encoder, decoder and discriminator, then the
+model and its optimizers.
 
-Shapes use B for the batch, L for `latent_size`, S for `image_size`, C for channels.
+Shapes use B for the batch, N for the *global* batch (all replicas), L for
+`latent_size`, S for `image_size`, C for channels. Losses are per example (B,),
+summed over pixels and latents; the caller averages over the global batch, so the
+papers' β, γ, C and λ keep their meaning (REFERENCE: "Scale convention").
 """
 
+import math
 from dataclasses import dataclass, fields
+from itertools import pairwise
 
 import keras
 import tensorflow as tf
 
-# --- losses: each returns one value per example; the caller averages over the batch
+from utils.objectives import (
+    BETA_SCHEDULES,
+    RECONSTRUCTION_LOSSES,
+    dip_lambda_d,
+    objective_of,
+)
 
-RECONSTRUCTION_LOSSES = ("squared_error", "bernoulli", "absolute_error")
+# FactorVAE's discriminator (Kim & Mnih 2018, appendix; disentanglement_lib):
+# 6 dense layers of 1000 units, leaky ReLU, 2 logits; its own Adam.
+DISCRIMINATOR_LAYERS = (1000,) * 6
+DISCRIMINATOR_ADAM = dict(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
+
+# --- the terms of the ELBO and of the regularisers: pure functions
 
 
 def reconstruction_loss(images, logits, kind):
-    """Summed over pixels and channels, so that the papers' β, γ and C keep their
-    meaning (Higgins et al. 2017; Burgess et al. 2018). `logits` are the decoder's
+    """−log p(x|z), summed over pixels and channels. `logits` are the decoder's
     pre-sigmoid outputs; the image is sigmoid(logits). Returns (B,)."""
     if kind == "bernoulli":
         # Cross-entropy on logits: stable where sigmoid would round to 0 or 1.
@@ -35,15 +51,61 @@ def reconstruction_loss(images, logits, kind):
 
 
 def kl_per_latent(z_mean, z_log_var):
-    """KL(N(μ, σ²) ‖ N(0, 1)) per latent = ½(σ² + μ² − 1 − log σ²), in nats. (B, L)."""
+    """KL(N(μ, σ²) ‖ N(0, 1)) per latent = ½(σ² + μ² − 1 − log σ²), in nats. Works
+    on NumPy arrays too (`tf` ops accept them). (B, L)."""
     return 0.5 * (tf.exp(z_log_var) + tf.square(z_mean) - 1.0 - z_log_var)
 
 
-# --- schedules: pure functions of the training step, so a resumed run continues them
+def gaussian_log_density(samples, mean, log_var):
+    """log N(samples; mean, exp(log_var)), element-wise."""
+    return -0.5 * (
+        tf.square(samples - mean) * tf.exp(-log_var) + log_var + math.log(2 * math.pi)
+    )
 
-BETA_SCHEDULES = ("constant", "warmup", "decrease")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-OBJECTIVES = ("beta", "capacity")
+
+def total_correlation(z, z_mean, z_log_var):
+    """TC = KL(q(z) ‖ ∏_l q(z_l)) per example j, estimated on the minibatch (Chen et
+    al. 2018), as disentanglement_lib's `total_correlation`:
+        log q(z_j)      ≈ logsumexp_i Σ_l log q(z_jl | x_i)
+        log ∏_l q(z_jl) ≈ Σ_l logsumexp_i log q(z_jl | x_i)
+    with the dataset-size constants omitted (they shift the value, not the
+    gradient). z: this replica's samples (B, L); z_mean, z_log_var: the whole
+    global batch's (N, L). Returns (B,)."""
+    log_q = gaussian_log_density(z[:, None], z_mean[None], z_log_var[None])  # B,N,L
+    log_q_z = tf.reduce_logsumexp(tf.reduce_sum(log_q, axis=2), axis=1)
+    log_product = tf.reduce_sum(tf.reduce_logsumexp(log_q, axis=1), axis=1)
+    return log_q_z - log_product
+
+
+def covariance(x):
+    """Cov over the batch, E[x xᵀ] − E[x] E[x]ᵀ (biased, as disentanglement_lib).
+    (N, L) → (L, L)."""
+    mean = tf.reduce_mean(x, axis=0)
+    return tf.reduce_mean(x[:, :, None] * x[:, None, :], axis=0) - (
+        mean[:, None] * mean[None, :]
+    )
+
+
+def dip_penalties(cov):
+    """DIP-VAE's two penalties on a latent covariance C (Kumar et al. 2018, eq. 6):
+    Σ_i≠j C_ij² (decorrelate) and Σ_i (C_ii − 1)² (unit variance)."""
+    diagonal = tf.linalg.diag_part(cov)
+    off_diagonal = cov - tf.linalg.diag(diagonal)
+    return tf.reduce_sum(tf.square(off_diagonal)), tf.reduce_sum(
+        tf.square(diagonal - 1.0)
+    )
+
+
+def permute_dims(z, seed):
+    """Each latent dimension permuted independently across the batch, which samples
+    ∏_l q(z_l) (Kim & Mnih 2018, Algorithm 1). `seed`: a stateless seed pair."""
+    order = tf.argsort(tf.random.stateless_uniform(tf.shape(z), seed), axis=0)
+    return tf.transpose(
+        tf.gather(tf.transpose(z), tf.transpose(order), batch_dims=1)
+    )  # (N, L)
+
+
+# --- schedules: pure functions of the training step, so a resumed run continues them
 
 
 def beta_at(step, schedule, beta, beta_start, beta_steps):
@@ -68,22 +130,12 @@ def capacity_at(step, capacity_max, capacity_steps):
     return capacity_max * tf.minimum(progress, 1.0)
 
 
-def objective(reconstruction, kl, step, cfg):
-    """Per-example loss and the schedule value (β or C) at `step`.
-
-    β-VAE (Higgins et al. 2017):   reconstruction + β(step)·KL
-    capacity (Burgess et al. 2018): reconstruction + γ·|KL − C(step)|
-    `cfg` holds the plain schedule settings (see `ObjectiveSettings`)."""
-    if cfg.objective == "capacity":
-        capacity = capacity_at(step, cfg.capacity_max, cfg.capacity_steps)
-        return reconstruction + cfg.gamma * tf.abs(kl - capacity), capacity
-    beta = beta_at(step, cfg.beta_schedule, cfg.beta, cfg.beta_start, cfg.beta_steps)
-    return reconstruction + beta * kl, beta
+# --- the objectives: per-example loss and the terms each logs (utils/objectives.py)
 
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """The plain numbers `objective` needs; field names match params.py."""
+    """The plain numbers the losses need; field names match params.py."""
 
     objective: str = "beta"
     beta: float = 1.0
@@ -93,36 +145,132 @@ class ObjectiveSettings:
     gamma: float = 1000.0
     capacity_max: float = 25.0
     capacity_steps: int = 100_000
+    factor_gamma: float = 35.0
+    lambda_od: float = 10.0
+    lambda_d: float = 100.0  # resolved: never None here
     reconstruction_loss: str = "squared_error"
 
     @classmethod
     def of(cls, values):
         """The settings among a larger dict of parameters."""
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
-
-    @property
-    def schedule_name(self):
-        """Log column of the scheduled value: "beta" or "capacity"."""
-        return "capacity" if self.objective == "capacity" else "beta"
+        settings = {f.name: values[f.name] for f in fields(cls)}
+        return cls(**{**settings, "lambda_d": float(dip_lambda_d(settings))})
 
 
-# --- encoder and decoder, built from the layer spec without mutating it
+class BatchView:
+    """What an objective may need beyond its own examples. On one device the batch
+    is the whole batch, as here; on several replicas each sees B of the global
+    batch's N examples, and utils/steps.ReplicaBatch gives the same answers as one
+    device would, for its share."""
+
+    epsilon = None  # (B, L) sampling noise; None: drawn by the model
+
+    def gather(self, x):
+        """The global batch's values of x (B, …) → (N, …)."""
+        return x
+
+    def shuffle(self, z):
+        """This replica's share of z with each dimension permuted across the
+        global batch."""
+        return permute_dims(z, (0, 0))
+
+    def mean(self, per_example):
+        """This replica's share of the mean over the global batch."""
+        return tf.reduce_mean(per_example, axis=0)
 
 
-def check_image_size(image_size, conv_layers):
-    """The decoder mirrors the encoder's strides, so it can only produce sizes that
-    the strides divide exactly. Returns an error message or None."""
-    total_stride = 1
-    for _, _, stride in conv_layers:
-        total_stride *= stride
-    if image_size % total_stride:
-        return (
-            f"image_size {image_size} is not divisible by {total_stride}, the "
-            f"product of the conv strides in conv_layers {conv_layers}; the "
-            f"decoder could not mirror it. Use a multiple of {total_stride} "
-            f"(e.g. 32, 64, 128) or change conv_layers."
-        )
-    return None
+def beta_vae_loss(t, step, s, model, batch):
+    """β-VAE (Higgins et al. 2017): recon + β(step)·KL."""
+    beta = beta_at(step, s.beta_schedule, s.beta, s.beta_start, s.beta_steps)
+    return t["reconstruction_loss"] + beta * t["kl"], {"beta": beta}
+
+
+def capacity_loss(t, step, s, model, batch):
+    """Capacity (Burgess et al. 2018): recon + γ·|KL − C(step)|."""
+    capacity = capacity_at(step, s.capacity_max, s.capacity_steps)
+    loss = t["reconstruction_loss"] + s.gamma * tf.abs(t["kl"] - capacity)
+    return loss, {"capacity": capacity}
+
+
+def beta_tc_vae_loss(t, step, s, model, batch):
+    """β-TCVAE (Chen et al. 2018): recon + KL + (β − 1)·TC, as disentanglement_lib
+    (KL in full, TC weighted by β − 1)."""
+    tc = total_correlation(
+        t["z"], batch.gather(t["z_mean"]), batch.gather(t["z_log_var"])
+    )
+    return t["negative_elbo"] + (s.beta - 1.0) * tc, {"tc": tc}
+
+
+def factor_vae_loss(t, step, s, model, batch):
+    """FactorVAE (Kim & Mnih 2018): recon + KL + γ·TC, TC ≈ D(z)₀ − D(z)₁, the
+    log density ratio that a discriminator D (class 0: samples of q(z), class 1:
+    samples of ∏ q(z_l)) estimates. D's own loss is logged too; it trains D alone
+    (the train step applies each loss to its own networks' variables)."""
+    logits = model.discriminator(t["z"])  # (B, 2)
+    tc = logits[:, 0] - logits[:, 1]
+    shuffled = model.discriminator(batch.shuffle(tf.stop_gradient(t["z"])))
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits
+    discriminator_loss = 0.5 * (
+        cross_entropy(tf.zeros_like(tc, tf.int32), logits)
+        + cross_entropy(tf.ones_like(tc, tf.int32), shuffled)
+    )
+    loss = t["negative_elbo"] + s.factor_gamma * tc
+    return loss, {"tc": tc, "discriminator_loss": discriminator_loss}
+
+
+def dip_vae_loss(t, step, s, model, batch):
+    """DIP-VAE (Kumar et al. 2018): recon + KL + λ_od·Σ_i≠j C_ij² + λ_d·Σ_i
+    (C_ii − 1)², with C = Cov[μ(x)] (I) or Cov[μ(x)] + E[diag σ²(x)] (II) over
+    the global batch. The penalty is the batch's: every example carries it whole,
+    so the mean over the batch adds it once."""
+    cov = covariance(batch.gather(t["z_mean"]))
+    if s.objective == "dip2":
+        cov += tf.linalg.diag(tf.reduce_mean(tf.exp(batch.gather(t["z_log_var"])), 0))
+    off_diagonal, diagonal = dip_penalties(cov)
+    penalty = s.lambda_od * off_diagonal + s.lambda_d * diagonal
+    terms = {"dip_off_diagonal": off_diagonal, "dip_diagonal": diagonal}
+    return t["negative_elbo"] + penalty, terms
+
+
+LOSSES = {
+    "beta": beta_vae_loss,
+    "capacity": capacity_loss,
+    "tc": beta_tc_vae_loss,
+    "factor": factor_vae_loss,
+    "dip1": dip_vae_loss,
+    "dip2": dip_vae_loss,
+}
+
+
+def compute_losses(model, images, step, settings, batch=None):
+    """Everything the train and validation steps log: per-example (B,) values, the
+    (B, L) KL per latent, and the objective's terms, of which the scheduled β or C
+    and the DIP penalties are scalars (global-batch values)."""
+    batch = batch or BatchView()
+    logits, z, z_mean, z_log_var = model(images, training=True, epsilon=batch.epsilon)
+    reconstruction = reconstruction_loss(images, logits, settings.reconstruction_loss)
+    kl_latents = kl_per_latent(z_mean, z_log_var)  # (B, L)
+    kl = tf.reduce_sum(kl_latents, axis=1)  # (B,)
+    vae = {
+        "reconstruction_loss": reconstruction,
+        "kl": kl,
+        "negative_elbo": reconstruction + kl,  # −ELBO: what validation selects on
+        "z": z,
+        "z_mean": z_mean,
+        "z_log_var": z_log_var,
+    }
+    loss, terms = LOSSES[settings.objective](vae, step, settings, model, batch)
+    return {
+        "loss": loss,
+        "reconstruction_loss": reconstruction,
+        "kl": kl,
+        "negative_elbo": vae["negative_elbo"],
+        **terms,
+        "kl_per_latent": kl_latents,
+    }
+
+
+# --- encoder, decoder and discriminator, built from the layer spec without mutating it
 
 
 def build_encoder(
@@ -136,14 +284,9 @@ def build_encoder(
     x = images
     for i, (filters, kernel, stride) in enumerate(conv_layers):
         x = keras.layers.Conv2D(
-            filters,
-            kernel,
-            stride,
-            padding="same",
-            activation=activation,
-            name=f"conv{i}",
-            dtype=dtype,
-        )(x)
+            filters, kernel, stride, padding="same", activation=activation,
+            name=f"conv{i}", dtype=dtype,
+        )(x)  # fmt: skip
     x = keras.layers.Flatten(dtype=dtype)(x)  # (B, S/16 · S/16 · 32), default spec
     for i, (units,) in enumerate(dense_layers):
         x = keras.layers.Dense(
@@ -180,24 +323,31 @@ def build_decoder(
     for i, ((_, kernel, stride), filters) in enumerate(mirrored):
         last = i == len(mirrored) - 1
         x = keras.layers.Conv2DTranspose(
-            filters,
-            kernel,
-            stride,
-            padding="same",
-            activation=None if last else activation,
-            name=f"deconv{i}",
-            dtype=dtype,
-        )(x)
+            filters, kernel, stride, padding="same",
+            activation=None if last else activation, name=f"deconv{i}", dtype=dtype,
+        )(x)  # fmt: skip
     # The losses are summed over thousands of pixels: in float32 whatever the policy.
     x = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(z, x, name="decoder")  # (B, S, S, C) logits
 
 
-# --- the model
+def build_discriminator(latent_size):
+    """FactorVAE's D: z (B, L) → 2 logits (q(z) vs ∏ q(z_l)). float32 whatever the
+    VAE's precision: it is small, and its loss needs no scaling then."""
+    z = keras.Input((latent_size,), name="z")
+    x = z
+    for i, units in enumerate(DISCRIMINATOR_LAYERS):
+        x = keras.layers.Dense(units, activation="leaky_relu", name=f"dense{i}")(x)
+    logits = keras.layers.Dense(2, name="logits")(x)
+    return keras.Model(z, logits, name="discriminator")  # (B, 2)
+
+
+# --- the model and its optimizers
 
 
 class BetaVAE(keras.Model):
-    """Encoder q(z|x), reparameterised sample, decoder p(x|z) as logits."""
+    """Encoder q(z|x), reparameterised sample, decoder p(x|z) as logits; and
+    FactorVAE's discriminator when `discriminator`."""
 
     def __init__(
         self,
@@ -207,6 +357,7 @@ class BetaVAE(keras.Model):
         latent_size,
         activation="leaky_relu",
         precision="float32",
+        discriminator=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -217,34 +368,73 @@ class BetaVAE(keras.Model):
         policy = None if precision == "float32" else precision
         self.encoder = build_encoder(*layers, dtype=policy)
         self.decoder = build_decoder(*layers, dtype=policy)
+        self.discriminator = build_discriminator(latent_size) if discriminator else None
+
+    @property
+    def vae_variables(self):
+        """What the VAE's optimizer trains: not the discriminator."""
+        return self.encoder.trainable_variables + self.decoder.trainable_variables
 
     def call(self, images, training=False, epsilon=None):
-        """`epsilon` (B, L): the standard-normal noise of the sample, given by the
-        caller so that it can be a function of the step (reproducible resumes)."""
+        """→ (logits, z, z_mean, z_log_var). `epsilon` (B, L): the standard-normal
+        noise of the sample, given by the caller so that it can be a function of
+        the step (reproducible resumes)."""
         z_mean, z_log_var = self.encoder(images, training=training)
         if epsilon is None:
             epsilon = tf.random.normal(tf.shape(z_mean))
         # Reparameterisation trick (Kingma & Welling 2014): z = μ + σ·ε.
         z = z_mean + tf.exp(0.5 * z_log_var) * epsilon
-        return self.decoder(z, training=training), z_mean, z_log_var
+        return self.decoder(z, training=training), z, z_mean, z_log_var
 
     def decode(self, z):
         """Images in [0, 1] from latents (B, L)."""
         return tf.sigmoid(self.decoder(z, training=False))
 
 
-def compute_losses(model, images, step, cfg, epsilon=None):
-    """Everything the train and validation steps log, per example: (B,) values and
-    the (B, L) KL per latent; the scheduled β or C is a scalar."""
-    logits, z_mean, z_log_var = model(images, training=True, epsilon=epsilon)
-    reconstruction = reconstruction_loss(images, logits, cfg.reconstruction_loss)
-    kl_latents = kl_per_latent(z_mean, z_log_var)  # (B, L)
-    kl = tf.reduce_sum(kl_latents, axis=1)  # (B,)
-    loss, schedule_value = objective(reconstruction, kl, step, cfg)
-    return {
-        "loss": loss,
-        "reconstruction_loss": reconstruction,
-        "kl": kl,
-        "kl_per_latent": kl_latents,
-        cfg.schedule_name: schedule_value,
-    }
+def training_bytes(p, image_shape):
+    """Rough peak memory of training this model, in bytes, from its parameters
+    alone (no TensorFlow): the weights with their gradients and Adam's two moments,
+    and every layer's activations for the batch, kept for the backward pass with
+    their gradients, in the encoder and its mirror the decoder. A guide within a
+    factor of 2 or so, to refuse absurd settings before any work."""
+    size, channels = image_shape[0], image_shape[-1]
+    activations, weights = size * size * channels, 0
+    for filters, kernel, stride in p["conv_layers"]:
+        weights += kernel * kernel * channels * filters
+        size, channels = -(-size // stride), filters  # 'same' padding
+        activations += size * size * filters
+    dense = [size * size * channels, *(u for (u,) in p["dense_layers"])]
+    dense.append(2 * p["latent_size"])  # the μ and log σ² heads
+    weights += sum(a * b for a, b in pairwise(dense))
+    activations += sum(dense) + p["latent_size"]
+    if objective_of(p).discriminator:
+        layers = [p["latent_size"], *DISCRIMINATOR_LAYERS, 2]
+        weights += sum(a * b for a, b in pairwise(layers))
+        activations += 2 * sum(layers)  # q(z) and permuted samples
+    # ×2: the decoder mirrors the encoder; 4 bytes a float32.
+    return 4 * 2 * (4 * weights + 2 * p["batch_size"] * activations)
+
+
+def build_model(p, image_shape):
+    return BetaVAE(
+        image_shape, p["conv_layers"], p["dense_layers"], p["latent_size"],
+        p["activation"], p["precision"],
+        discriminator=objective_of(p).discriminator,
+    )  # fmt: skip
+
+
+def build_optimizers(p, model):
+    """The VAE's Adam, and the discriminator's own (None without one), built for
+    their variables so that a checkpoint restores their state."""
+    optimizer = keras.optimizers.Adam(p["learning_rate"], beta_1=p["adam_beta_1"])
+    if p["precision"] == "mixed_float16":
+        # float16 gradients underflow below 6e-8: scale the loss up and the
+        # gradients back down, dynamically (Micikevicius et al. 2018). bfloat16
+        # has float32's range and needs no scaling.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.vae_variables)
+    if model.discriminator is None:
+        return optimizer, None
+    discriminator_optimizer = keras.optimizers.Adam(**DISCRIMINATOR_ADAM)
+    discriminator_optimizer.build(model.discriminator.trainable_variables)
+    return optimizer, discriminator_optimizer

@@ -3,8 +3,10 @@
 CelebA itself is never downloaded: every image here is synthetic.
 """
 
+import codecs
 import fcntl
 import io
+import re
 import shutil
 import threading
 import time
@@ -192,6 +194,19 @@ def test_malformed_partition_file_names_the_line(celeba_dir):
         load(celeba_dir)
 
 
+def test_partition_file_not_in_utf8_names_the_file_and_line(celeba_dir):
+    path = celeba_dir / "list_eval_partition.txt"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = "000003.jpg 0 é\n".encode("latin-1")
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(ValueError) as caught:
+        load(celeba_dir)
+    message = str(caught.value)
+    assert f"{path}, line 3: not UTF-8 text (byte 0xe9)" in message
+    path.write_bytes(codecs.BOM_UTF8 + b"".join(lines[:2]))  # a BOM is fine
+    assert len(load(celeba_dir).splits["train"]) == 2
+
+
 # --- preprocessing --------------------------------------------------------------------
 
 
@@ -300,8 +315,11 @@ def test_other_sizes_are_centre_cropped_then_resized():
 
 
 def test_cache_is_reused_without_decoding(celeba_dir, monkeypatch):
-    first = load(celeba_dir).read(np.arange(COUNT))
+    log = Log()
+    first = load(celeba_dir, log=log).read(np.arange(COUNT))
     cache = celeba_dir / "cache" / "celeba_64px_crop128.npy"
+    wrote = rf"CelebA: wrote {re.escape(str(cache))} \({COUNT} images, 0.00 GB\) in "
+    assert re.search(wrote + r"[\d.]+ s \([\d,]+ images/s\)", log.text())
     assert cache.is_file() and cache.with_suffix(".json").is_file()
     forbid_decoding(monkeypatch)
     log = Log()
@@ -326,6 +344,11 @@ def test_cache_rebuilt_when_settings_or_source_change(celeba_dir, monkeypatch):
     assert len(load(celeba_dir)) == COUNT + 1
 
 
+def test_build_shows_its_progress(celeba_dir, capsys):
+    load(celeba_dir)
+    assert f"decoding: 100%|██████████| {COUNT}/{COUNT}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("num_workers", [1, 2])
 def test_interrupted_build_leaves_no_cache(celeba_dir, monkeypatch, num_workers):
     calls = []
@@ -340,9 +363,8 @@ def test_interrupted_build_leaves_no_cache(celeba_dir, monkeypatch, num_workers)
     monkeypatch.setattr(image_cache, "preprocess_image", crash_midway)
     with pytest.raises(RuntimeError, match="simulated crash"):
         load(celeba_dir, num_workers=num_workers)
-    # No cache, no temporary files: only the (released) build lock.
-    left = [path.name for path in (celeba_dir / "cache").iterdir()]
-    assert left == [".celeba_64px_crop128.npy.lock"]
+    # No cache, no temporary files, no lock file.
+    assert list((celeba_dir / "cache").iterdir()) == []
     monkeypatch.setattr(image_cache, "preprocess_image", real)
     assert len(load(celeba_dir)) == COUNT
 
@@ -350,8 +372,13 @@ def test_interrupted_build_leaves_no_cache(celeba_dir, monkeypatch, num_workers)
 def test_killed_build_leftovers_are_removed(celeba_dir):
     cache = celeba_dir / "cache" / "celeba_64px_crop128.npy"
     cache.parent.mkdir()
-    # What a SIGKILL during a build leaves: a big half-written file per build.
+    # What a SIGKILL during a build leaves: big half-written rows, as named before
+    # files.temporary_path and since, and maybe the sidecar's temporary.
     leftovers = [cache.with_name(cache.name + s) for s in (".tmp4242", ".compact4242")]
+    leftovers += [
+        cache.with_name(f".{name}.4242.0123abcd.tmp")
+        for name in ("celeba_64px_crop128.npy", "celeba_64px_crop128.json")
+    ]
     for path in leftovers:
         path.write_bytes(b"half written")
     other = cache.with_name("celeba_32px_crop128.npy.tmp4242")  # another size's
@@ -390,6 +417,7 @@ def test_second_process_waits_for_the_build_then_reuses_it(
             shutil.copy(path, cache.parent / path.name)
     waiter.join(30)
     assert done.is_set() and "loaded cache" in log.text()
+    assert not list(cache.parent.glob("*.lock"))  # the waiter removed it
 
 
 def test_npy_without_sidecar_is_not_trusted(celeba_dir):

@@ -1,11 +1,20 @@
 """Command-line overrides of params.py: typed values, --help, and clear errors."""
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import main
 import params
-from utils import cli, config
+from utils import cli, compare, config
+from utils.objectives import OBJECTIVES
 
+REPO = Path(__file__).resolve().parents[1]
 SPECS = cli.read_params(params)
 
 
@@ -14,25 +23,85 @@ def resolved(*argv):
     return p
 
 
+def errors_of(*argv):
+    return "\n".join(config.validate(resolved(*argv)))
+
+
+def load_module(path):
+    """A params-like file as a module, the plain way (not through the code tested)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- params.py: imported safely, every name read with all of its comment
+
+
 def test_every_params_name_is_read_with_its_comment():
     assert "dataset_defaults" in SPECS  # read, but not a command-line parameter
-    for name in (
-        "batch_size",
-        "learning_rate",
-        "num_steps",
-        "latent_size",
-        "plot_step",
-        "validation_step",
-        "dataset",
-        "data_dir",
-        "image_size",
-        "beta",
-        "run_name",
-        "seed",
-    ):
-        default, comment = SPECS[name]
-        assert comment, f"{name} has no comment in params.py"
+    for name, (_, comment) in SPECS.items():
+        if name != "dataset_defaults":  # its section's ruler says what it is
+            assert comment, f"{name} has no comment in params.py"
     assert SPECS["conv_layers"][0] == [[32, 4, 2]] * 4
+
+
+def test_a_long_comment_above_a_name_is_read_on_params_py():
+    objective, strategy = SPECS["objective"][1], SPECS["strategy"][1]
+    named = [n for n in OBJECTIVES if f"{n}:" in objective or f"{n}," in objective]
+    assert named == list(OBJECTIVES)
+    assert "Higgins et al. 2017" in objective and "Kumar et al. 2018" in objective
+    assert all(name in strategy for name in config.STRATEGIES)
+    run_name = SPECS["run_name"][1]  # the lines above, then the trailing comment
+    assert run_name.startswith("None: named from the parameters")
+    assert run_name.endswith("folder under predictions/")
+    for name, (_, comment) in SPECS.items():  # no section ruler, header or '#'
+        assert "---" not in comment and "Hyperparameters" not in comment, name
+        assert "#" not in comment and "\n" not in comment, name
+
+
+def test_comments_above_are_joined_before_the_trailing_one(tmp_path):
+    path = tmp_path / "params.py"
+    path.write_text(
+        "# A header, apart from the first name.\n"
+        "import math\n"
+        "\n"
+        "# --- a section\n"
+        "# the first line of a long comment,\n"
+        "# and its second\n"
+        "alpha = 1  # the trailing comment\n"
+        "beta = 2  # only trailing\n"
+        "# only above\n"
+        "gamma = [\n"
+        "    3,\n"
+        "]\n"
+        "_private = math.pi  # not a parameter\n"
+    )
+    specs = cli.read_params(load_module(path))
+    assert specs == {
+        "alpha": (
+            1,
+            "the first line of a long comment, and its second — the trailing comment",
+        ),
+        "beta": (2, "only trailing"),
+        "gamma": ([3], "only above"),
+    }
+
+
+def test_a_params_file_that_does_not_run_names_its_line(tmp_path):
+    path = tmp_path / "params.py"
+    path.write_text("beta = 1.0\nseed = 0\nlatent_size = = 4  # typo\n")
+    with pytest.raises(cli.UsageError, match=r"^params\.py line 3: invalid syntax"):
+        cli.import_params(path)
+    path.write_text("beta = 1.0\nseed = bta\n")
+    message = r"^params\.py line 2: NameError: name 'bta' is not defined$"
+    with pytest.raises(cli.UsageError, match=message):
+        cli.import_params(path)
+    path.write_text("beta = 4.0  # fixed\n")
+    assert cli.import_params(path).beta == 4.0
+
+
+# --- the command line
 
 
 def test_defaults_follow_the_original():
@@ -72,16 +141,20 @@ def test_help_lists_every_name_with_default_and_comment(capsys):
         cli.parse_command_line(SPECS, ["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
+    words = " ".join(text.split())  # long comments are wrapped
     for name, (_, comment) in SPECS.items():
         if name != "dataset_defaults":
-            assert f"--{name} " in text and comment in text
+            assert f"--{name} " in text and " ".join(comment.split()) in words
     assert "celeba: 32, dsprites: 10" in text  # per-dataset defaults shown
+    assert max(map(len, text.splitlines())) <= 80  # a terminal's width
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--betta=4"], "unknown parameter --betta"),
+        (["--betta=4"], "unknown parameter --betta. Did you mean --beta?"),
+        (["--num_step=4"], "Did you mean --num_steps"),
+        (["--latent=4"], "Did you mean --latent_size?"),
         (["--num_steps=ten"], "expected a number"),
         (["--num_steps=2.5"], "expected a whole number"),
         (["--conv_layers=5"], "expected a list"),
@@ -90,8 +163,25 @@ def test_help_lists_every_name_with_default_and_comment(capsys):
     ],
 )
 def test_parse_errors(argv, message):
-    with pytest.raises(cli.UsageError, match=message):
+    with pytest.raises(cli.UsageError, match=message.replace("?", r"\?")):
         cli.parse_command_line(SPECS, argv)
+
+
+def test_a_name_like_no_other_gets_no_suggestion():
+    with pytest.raises(cli.UsageError) as error:
+        cli.parse_command_line(SPECS, ["--xyzzy=1"])
+    assert "Did you mean" not in str(error.value)
+
+
+def test_a_sweep_is_every_combination_first_name_slowest():
+    runs = cli.sweep({"beta": (1.0, 4.0), "seed": 0, "latent_size": (6, 10)})
+    assert [(r["beta"], r["latent_size"], r["seed"]) for r in runs] == [
+        (1.0, 6, 0), (1.0, 10, 0), (4.0, 6, 0), (4.0, 10, 0),
+    ]  # fmt: skip
+    assert cli.sweep({"beta": 4.0}) == [{"beta": 4.0}]
+
+
+# --- the checks on the resolved values
 
 
 @pytest.mark.parametrize(
@@ -109,10 +199,64 @@ def test_parse_errors(argv, message):
         (["--steps_per_call=0"], "steps_per_call=0 must be a whole number ≥ 1"),
         (["--jit_compile=True"], "jit_compile='True' is not one of auto, on, off"),
         (["--precision=float16"], "precision='float16' is not one of float32, mixed"),
+        (["--strategy=multi_worker"], "multi_worker needs an explicit --run_name"),
+        (
+            ["--objective=vae"],
+            "objective='vae' is not one of beta, capacity, tc, factor, dip1, dip2",
+        ),
+        (["--factor_gamma=-1"], "factor_gamma=-1.0 must be a number ≥ 0"),
+        (["--lambda_od=-0.5"], "lambda_od=-0.5 must be a number ≥ 0"),
+        (["--lambda_d=-1"], "lambda_d=-1 must be None or a number ≥ 0"),
+        (["--lambda_d='x'"], "lambda_d='x' must be None or a number ≥ 0"),
+        (["--metrics_protocol=slow"], "metrics_protocol='slow' is not one of"),
+        (["--checkpoint=first"], "checkpoint='first' is not one of latest, best"),
+        (
+            ["--objective=capacity", "--beta_schedule=warmup"],
+            "beta_schedule='warmup' is ignored by objective=capacity: it applies "
+            "only to objective=beta",
+        ),
+        (["--objective=tc", "--beta_schedule=decrease"], "ignored by objective=tc"),
     ],
 )
 def test_invalid_values_are_named(argv, message):
-    assert message in "\n".join(config.validate(resolved(*argv)))
+    assert message in errors_of(*argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--dataset=dsprites", "--objective=capacity"],
+        ["--mode=export", "--run_name=a"],
+        ["--objective=tc", "--beta=0.5"],  # β < 1 rewards TC: unusual, allowed
+        ["--objective=dip1", "--lambda_d=2"],
+        ["--objective=dip2", "--lambda_d=None"],
+        ["--beta_schedule=warmup", "--beta=10"],
+        ["--metrics_protocol=fast", "--checkpoint=best"],
+        *[[f"--objective={name}"] for name in OBJECTIVES],
+    ],
+)
+def test_valid_values_pass(argv):
+    assert errors_of(*argv) == ""
+
+
+@pytest.mark.parametrize(
+    "run_name", ["comparison.md", "comparison.html", "benchmark.json", "Comparison.MD"]
+)
+def test_names_the_repo_writes_into_predictions_are_not_run_names(run_name):
+    assert f"run_name={run_name!r} is a file" in errors_of(f"--run_name={run_name}")
+    several = errors_of("--mode=compare", f"--run_name=a,{run_name}")
+    assert "is a file" in several
+
+
+def test_the_compare_pages_are_reserved_names():
+    names = {name.casefold() for name in config.RESERVED_RUN_NAMES}
+    assert {name.casefold() for name in compare.PAGE_NAMES} <= names
+
+
+def test_compare_takes_several_run_names():
+    assert config.validate(resolved("--mode=compare", "--run_name=a,b")) == []
+    assert config.validate(resolved("--run_name=a,b"))  # one run to train
 
 
 def test_main_rejects_bad_parameters_before_any_work(capsys, tmp_path, monkeypatch):
@@ -124,11 +268,113 @@ def test_main_rejects_bad_parameters_before_any_work(capsys, tmp_path, monkeypat
     assert main.main(["--nope=1"]) == 2
 
 
-def test_compare_takes_several_run_names():
-    assert config.validate(resolved("--mode=compare", "--run_name=a,b")) == []
-    assert config.validate(resolved("--run_name=a,b"))  # one run to train
+# --- the environment, checked and set before TensorFlow starts
+
+GOOD_TF_CONFIG = {
+    "cluster": {"worker": ["a:1", "b:1"]},
+    "task": {"type": "worker", "index": 1},
+}
 
 
-def test_valid_defaults_pass_validation():
-    assert config.validate(resolved()) == []
-    assert config.validate(resolved("--dataset=dsprites", "--objective=capacity")) == []
+def test_multi_worker_needs_a_tf_config_naming_this_task(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(config.StrategyError, match="needs the TF_CONFIG environment"):
+        config.check_strategy("multi_worker")
+    config.check_strategy("auto")  # one machine needs no TF_CONFIG
+    monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD_TF_CONFIG))
+    assert config.read_tf_config() == GOOD_TF_CONFIG
+    config.check_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}}')
+    with pytest.raises(config.StrategyError, match="TF_CONFIG=.*expected e.g."):
+        config.check_strategy("multi_worker")
+
+
+# What main.py runs before TensorFlow: --help, the checks, --mode=compare's page.
+BEFORE_TENSORFLOW = """
+import json, sys
+from pathlib import Path
+
+HEAVY = ("tensorflow", "keras", "matplotlib", "sklearn")
+loaded = {}
+
+def heavy():
+    return sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+
+from utils import cli, config
+specs = cli.read_params(cli.import_params(Path("params.py")))
+cli.help_text(specs)
+p, _ = cli.parse_command_line(specs, ["--dataset=dsprites"])
+assert config.validate(p) == [], config.validate(p)
+config.check_strategy("auto")
+loaded["utils.cli, utils.config"] = heavy()
+for module in ("utils.run_folder", "utils.compare"):
+    __import__(module)
+    loaded[module] = heavy()
+print(json.dumps(loaded))
+"""
+
+
+def test_nothing_main_needs_before_tensorflow_imports_a_heavy_library():
+    result = subprocess.run(
+        [sys.executable, "-c", BEFORE_TENSORFLOW], cwd=REPO,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "utils.cli, utils.config": [], "utils.run_folder": [], "utils.compare": [],
+    }  # fmt: skip
+
+
+ABSL_PREAMBLE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are "
+    "written to STDERR\n"
+)
+ONEDNN = (
+    "I0000 00:00:1796018405.861795   15531 port.cc:153] oneDNN custom operations "
+    "are on. You may see slightly different numerical results.\n"
+)
+CUINIT = (
+    "E0000 00:00:1796018147.833710   12177 cuda_platform.cc:52] failed call to "
+    "cuInit: INTERNAL: CUDA error\n"
+)
+PLAIN = "a line that is not TensorFlow's log\n"
+
+
+@pytest.mark.parametrize(
+    "level, kept",
+    [
+        (None, PLAIN),  # not set: 3, as main.py always had
+        ("2", CUINIT + PLAIN),  # errors still shown
+        ("0", ABSL_PREAMBLE + ONEDNN + CUINIT + PLAIN),  # the user asked for all
+    ],
+)
+def test_start_up_lines_below_the_log_level_are_dropped(
+    monkeypatch, capfd, level, kept
+):
+    # TensorFlow's own shared objects log these before they read
+    # TF_CPP_MIN_LOG_LEVEL: the same rule is applied to them here.
+    if level is None:
+        monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", level)
+    with config.quiet_tensorflow_start_up():
+        os.write(2, (ABSL_PREAMBLE + ONEDNN + CUINIT + PLAIN).encode())
+    assert capfd.readouterr().err == kept
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == (level or "3")
+
+
+def test_tensorflow_starts_without_its_start_up_lines():
+    script = (
+        "from utils import config\n"
+        "with config.quiet_tensorflow_start_up():\n"
+        "    import tensorflow as tf\n"
+        "tf.constant(1) + 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for chatter in ("absl::InitializeLog", "port.cc", "cudart_stub", "cuda"):
+        assert chatter not in result.stderr

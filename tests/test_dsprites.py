@@ -1,3 +1,7 @@
+import hashlib
+import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,10 @@ from utils.dsprites import (
 
 # The official animation (Apache-2.0, deepmind/dsprites-dataset), see data/README.md.
 OFFICIAL_GIF = Path(__file__).parent / "data" / "dsprites_official.gif"
+# sha256 of the packed images in dsprites_generated_v1.npy: the file name carries a
+# version, so pixels must not change unnoticed (say, by another inside-the-outline
+# test); if they must, bump GENERATED_FILENAME's version and this.
+V1_DATASET_SHA256 = "2cac5248d0ea0872a42502266018a2ac55efe27fbdde47b9c0278a8232541a6a"
 # Mean areas in px measured on the official animation (see REFERENCE.md).
 REFERENCE_AREAS = {0: (100, 368), 1: (76, 288), 2: (58, 226)}  # scale 0.5, scale 1
 
@@ -27,6 +35,14 @@ def grid(**fixed):
     names = ["color", "shape", "scale", "orientation", "pos_x", "pos_y"]
     axes = [np.atleast_1d(fixed.get(n, 0)) for n in names]
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 6)
+
+
+class Log(list):
+    def __call__(self, message):
+        self.append(message)
+
+    def text(self) -> str:
+        return "\n".join(self)
 
 
 def iou(a, b):
@@ -228,6 +244,9 @@ def test_generated_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
     )
     assert cache.exists() and len(calls) == 1
     assert any("generating" in m for m in messages)
+    assert re.fullmatch(
+        rf"wrote {re.escape(str(cache))} \(4 images, 0 MB\) in [\d.]+ s", messages[-1]
+    )
     np.testing.assert_array_equal(
         dsprites._load_generated(cache, messages.append), tiny
     )
@@ -247,6 +266,58 @@ def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         dsprites._load_generated(tmp_path / dsprites.GENERATED_FILENAME, print)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_run_waits_for_the_generation_then_loads_it(tmp_path, monkeypatch):
+    cache, tiny = tmp_path / dsprites.GENERATED_FILENAME, np.ones((4, 512), np.uint8)
+    generating, finish, calls = threading.Event(), threading.Event(), []
+
+    def slow_generation():
+        calls.append(1)
+        generating.set()
+        finish.wait(10)
+        return tiny
+
+    monkeypatch.setattr(dsprites, "generate_packed", slow_generation)
+    first, second, results = Log(), Log(), {}
+
+    def run(log):
+        results[id(log)] = dsprites._load_generated(cache, log)
+
+    threads = [threading.Thread(target=run, args=(log,)) for log in (first, second)]
+    threads[0].start()
+    assert generating.wait(10)
+    threads[1].start()
+    deadline = time.monotonic() + 5
+    while "waiting" not in second.text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    finish.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1, "both runs generated the dataset"
+    assert f"waiting: another process is building {cache}" in second.text()
+    for log in (first, second):
+        np.testing.assert_array_equal(results[id(log)], tiny)
+    assert [p.name for p in tmp_path.iterdir()] == [cache.name]  # lock removed
+
+
+def test_the_next_generation_removes_a_killed_ones_temporaries(tmp_path, monkeypatch):
+    cache = tmp_path / dsprites.GENERATED_FILENAME
+    leftovers = [
+        tmp_path / f"{cache.name}.4242.tmp",  # what it wrote before atomic_writer
+        tmp_path / f".{cache.name}.4242.0123abcd.tmp",  # atomic_writer's
+    ]
+    others = [tmp_path / "notes.4242.tmp", tmp_path / f".{cache.name}.notes.tmp"]
+    for path in leftovers + others:
+        path.write_bytes(b"54 MB of a killed generation")
+    monkeypatch.setattr(
+        dsprites, "generate_packed", lambda: np.ones((4, 512), np.uint8)
+    )
+    log = Log()
+    dsprites._load_generated(cache, log)
+    assert not any(path.exists() for path in leftovers)
+    assert all(path.exists() for path in others)  # not a generation's names
+    assert all(f"removing {path.name}, left by" in log.text() for path in leftovers)
 
 
 def test_load_dsprites_generates_then_reuses_the_cache(tmp_path, monkeypatch):
@@ -334,10 +405,11 @@ def test_splits_are_fixed_disjoint_and_complete(dataset):
         np.testing.assert_array_equal(other.splits[k], splits[k])
 
 
-@pytest.mark.slow
-def test_generate_packed_matches_render():
-    packed = dsprites.generate_packed(progress=False)
+def test_generate_packed_matches_render_and_v1(capsys):
+    packed = dsprites.generate_packed()
+    assert "rendering dSprites: 100%" in capsys.readouterr().err  # tqdm's bar
     assert packed.shape == (NUM_IMAGES, 512) and packed.dtype == np.uint8
+    assert hashlib.sha256(packed.tobytes()).hexdigest() == V1_DATASET_SHA256
     index = np.random.default_rng(2).integers(0, NUM_IMAGES, 2000)
     images = render(index_to_classes(index)).reshape(len(index), -1)
     np.testing.assert_array_equal(np.packbits(images, axis=1), packed[index])

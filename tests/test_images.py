@@ -1,18 +1,21 @@
-"""Image and plot artifacts: grids, composite, traversal, GIFs, log plots, CSV."""
+"""utils.images: grids, the composite page, labelled grids, figures as PNG, GIFs."""
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from utils.images import (
     image_grid,
+    labelled_grid_page,
     latent_gif,
     save_composite,
+    save_figure,
     save_gif,
-    save_traversal,
+    save_labelled_grid,
     step_filename,
 )
-from utils.plots import read_log_csv, save_kl_bars, save_loss_curves
+from utils.logs import read_log_csv
 
 
 def flat_images(n, size=8, channels=3):
@@ -62,8 +65,8 @@ def test_save_composite_writes_readable_jpeg_growing_with_images(tmp_path):
     for n in (8, 32):
         path = tmp_path / f"composite_{n}.jpg"
         imgs = random_images(n, 64)
-        save_composite(path, 1234, imgs, imgs, random_images(64, 64, seed=1))
-        assert path.read_bytes()[:2] == b"\xff\xd8"  # JPEG magic
+        jpeg = save_composite(path, 1234, imgs, imgs, random_images(64, 64, seed=1))
+        assert path.read_bytes() == jpeg and jpeg[:2] == b"\xff\xd8"  # JPEG magic
         page = iio.imread(path)
         assert page.ndim == 3 and page.shape[2] == 3
         sizes[n] = page.shape
@@ -79,23 +82,6 @@ def test_save_composite_other_sizes(tmp_path, size, channels):
     imgs = random_images(16, size, channels)
     save_composite(path, 0, imgs, imgs, random_images(64, size, channels))
     assert iio.imread(path).shape[1] >= 16 * size
-
-
-def test_save_traversal_height_grows_with_rows(tmp_path):
-    n_values, latent_dim = 11, 10
-    kl = np.linspace(3, 0, latent_dim)
-    values = np.linspace(-3, 3, n_values)
-    heights = []
-    for rows in (3, 10):
-        path = tmp_path / f"traversal_{rows}.png"
-        traversals = random_images(rows * n_values, 64).reshape(
-            rows, n_values, 64, 64, 3
-        )
-        order = np.argsort(-kl)
-        save_traversal(path, 500 if rows == 3 else None, traversals, kl, values, order)
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        heights.append(iio.imread(path).shape[0])
-    assert heights[1] - heights[0] >= 7 * 64  # each extra row is at least 64 px tall
 
 
 def test_step_filename_sorts_numerically():
@@ -142,43 +128,56 @@ def test_latent_gif_sweeps_forth_and_back_upscaled(tmp_path):
     assert np.abs(levels - expected).max() <= 2  # GIF palette rounding
 
 
-def synthetic_log(n=300, schedule="beta"):
-    step = np.arange(n) * 10.0
-    reconstruction = 2000 * np.exp(-step / 500) + 30
-    kl = 10 * (1 - np.exp(-step / 1000))
-    log = {"step": step, "reconstruction_loss": reconstruction, "kl": kl}
-    log[schedule] = np.minimum(10, step / 100) if schedule == "beta" else step / 300
-    log["loss"] = reconstruction + kl
-    return log
+def cell_colors(rows, cols):
+    # Cell (r, c) is pure (R, 0, B) with R, B set by r, c: unlike the page's grey
+    # text (R = G = B), so each cell can be found in the page by its colour.
+    return [[(40 + 50 * r, 0, 30 + 40 * c) for c in range(cols)] for r in range(rows)]
 
 
-@pytest.mark.parametrize("schedule", ["beta", "capacity"])
-@pytest.mark.parametrize("with_validation", [True, False])
-def test_save_loss_curves(tmp_path, schedule, with_validation):
-    train = synthetic_log(schedule=schedule)
-    validation = {}
-    if with_validation:
-        validation = {
-            k: train[k][::50] for k in ("step", "loss", "reconstruction_loss")
-        }
-        validation["kl"] = train["kl"][::50]
-    path = tmp_path / "curves.png"
-    save_loss_curves(path, train, validation)
-    assert path.stat().st_size > 10_000
-    assert iio.imread(path).shape[0] > 400
+def test_labelled_grid_page_rows_in_order_enlarged_and_labelled():
+    rows, cols, size = 3, 4, 8
+    colors = cell_colors(rows, cols)
+    sweeps = np.zeros((rows, cols, size, size, 3))
+    sweeps[:] = np.array(colors)[:, :, None, None, :] / 255
+    labels = ["z7  KL 2.00", "z1  KL 1.00", "z3  KL 0.50"]
+    page = np.asarray(
+        labelled_grid_page(sweeps, labels, list("abcd"), "Title", ["a note"])
+    )
+    boxes = {}
+    for r in range(rows):
+        for c in range(cols):
+            ys, xs = np.nonzero((page == colors[r][c]).all(axis=-1))
+            boxes[r, c] = (ys.min(), ys.max(), xs.min(), xs.max())
+            # 8-pixel images are enlarged 8× (nearest): a solid 64-pixel square.
+            assert ys.max() - ys.min() + 1 == 64 and xs.max() - xs.min() + 1 == 64
+            assert len(ys) == 64 * 64
+    tops = [boxes[r, 0][0] for r in range(rows)]
+    lefts = [boxes[0, c][2] for c in range(cols)]
+    assert tops == sorted(tops) and lefts == sorted(lefts)  # row r is r-th down
+    dark = (page < 100).all(axis=-1)
+    grid_left, grid_top = lefts[0], tops[0]
+    for r in range(rows):  # each row's label: dark text left of it, at its height
+        top, bottom = boxes[r, 0][:2]
+        assert dark[top : bottom + 1, :grid_left].any(), r
+    assert dark[: grid_top - 20].any()  # title, note and column labels above
+    assert not dark[grid_top:, boxes[0, cols - 1][3] + 1 :].any()  # nothing right
 
 
-def test_save_loss_curves_empty_logs(tmp_path):
-    save_loss_curves(tmp_path / "empty.png", {}, {})
-    assert (tmp_path / "empty.png").stat().st_size > 0
+def test_save_labelled_grid_writes_the_png_it_returns(tmp_path):
+    sweeps = random_images(6, 16).reshape(2, 3, 16, 16, 3)
+    path = tmp_path / "sub" / "grid.png"
+    png = save_labelled_grid(path, sweeps, ["a", "b"], ["x", "y", "z"], "T")
+    assert path.read_bytes() == png and png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary
 
 
-def test_save_kl_bars(tmp_path):
-    kl = np.array([0.0, 2.5, 1e-4, 0.3, 0.02, 0.005])
-    path = tmp_path / "kl.png"
-    save_kl_bars(path, kl, active_threshold=0.01)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert iio.imread(path).shape[1] > 300
+def test_save_figure_writes_the_png_it_returns_at_the_figure_dpi(tmp_path):
+    fig = Figure(figsize=(3, 2), dpi=50)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    path = tmp_path / "figure.png"
+    png = save_figure(fig, path)
+    assert path.read_bytes() == png
+    assert iio.imread(path).shape[:2] == (100, 150)
 
 
 def test_read_log_csv_round_trip_with_empty_cells(tmp_path):
@@ -196,32 +195,3 @@ def test_read_log_csv_round_trip_with_empty_cells(tmp_path):
         "step": 0,
         "loss": 0,
     }
-
-
-def test_step_images_are_drawn_in_the_background_and_errors_reach_the_loop(tmp_path):
-    import threading
-
-    from models import BetaVAE
-    from utils.visualize import BackgroundDrawing, step_images
-
-    model = BetaVAE((32, 32, 3), [[8, 4, 2]] * 4, [[16]], 3)
-    draw = step_images(model, random_images(16, 32), tmp_path, 7)
-    assert not list(tmp_path.iterdir())  # the model's part only, so far
-    drawing, threads = BackgroundDrawing(), []
-    drawing.submit(lambda: threads.append(threading.current_thread()) or draw())
-    drawing.close()
-    assert threads and threads[0] is not threading.main_thread()
-    composite = iio.imread(tmp_path / "composites" / "step_0000007.jpg")
-    traversal = iio.imread(tmp_path / "traversals" / "traversal_0000007.png")
-    assert composite.shape[1] >= 16 * 32 and traversal.shape[0] > 3 * 32
-
-    def full_disk():
-        raise OSError(28, "No space left on device")
-
-    drawing = BackgroundDrawing()
-    drawing.submit(full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        drawing.submit(draw)  # the next images: the failure is raised first
-    drawing.submit(full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        drawing.close()

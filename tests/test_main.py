@@ -3,6 +3,7 @@ resume, and the refusals that protect earlier runs."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,15 +52,22 @@ def test_training_writes_every_artifact(celeba_dir, tmp_path):
     assert (run / "params.py").read_text() == (REPO / "params.py").read_text()
 
     header, rows = read_csv(run / "log.csv")
-    assert header[:5] == ["step", "loss", "reconstruction_loss", "kl", "beta"]
-    assert header[5:] == [f"kl_z{i}" for i in range(4)]
+    terms = ["loss", "reconstruction_loss", "kl", "negative_elbo", "beta"]
+    assert header == ["step", *terms, *(f"kl_z{i}" for i in range(4))]
     assert [int(r["step"]) for r in rows] == list(range(1, 31))
     first, last = rows[0], rows[-1]
     assert float(last["reconstruction_loss"]) < float(first["reconstruction_loss"])
     kl_sum = sum(float(last[f"kl_z{i}"]) for i in range(4))
     assert kl_sum == pytest.approx(float(last["kl"]), rel=1e-3)
-    _, validation = read_csv(run / "validation.csv")
+    header, validation = read_csv(run / "validation.csv")
+    assert header == ["step", *terms]
     assert [int(r["step"]) for r in validation] == [10, 20, 30]
+    for row in validation:  # what model selection uses: −ELBO = recon + KL
+        elbo = float(row["reconstruction_loss"]) + float(row["kl"])
+        assert float(row["negative_elbo"]) == pytest.approx(elbo, rel=1e-4)
+    best = min(validation, key=lambda row: float(row["negative_elbo"]))["step"]
+    index = (run / "checkpoints" / "best" / "checkpoint").read_text()
+    assert f'model_checkpoint_path: "ckpt-{best}"' in index
 
     assert list((run / "tensorboard" / "train").glob("events.out.tfevents.*"))
     assert list((run / "tensorboard" / "validation").glob("events.out.tfevents.*"))
@@ -74,7 +82,24 @@ def test_training_writes_every_artifact(celeba_dir, tmp_path):
     assert len(iio.imread(run / "training.gif", index=None)) == 2
     for name in ("loss_curves.png", "kl_per_latent.png"):
         assert iio.imread(run / name).shape[0] > 100
+    for name in ("encoder.keras", "decoder.keras", "saved_model"):
+        assert (run / "model" / name).exists(), name
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["step"]) == ("finished", 30)
     assert not list(run.rglob("*.tmp")), "temporary files left behind"
+    assert not list(run.rglob(".lock")), "a lock file left behind after a clean exit"
+    # Only this project's output: none of TensorFlow's C++ start-up lines …
+    for line in ("oneDNN", "cuda drivers", "absl::InitializeLog", "I0000", "E0000"):
+        assert line not in result.stderr, line
+    # … and the final progress line(s) show the last step's losses, not the call's
+    # before (tqdm may print 100 % twice: when it gets there, and on closing).
+    lines = re.split(r"[\r\n]", result.stderr)
+    finals = {
+        line.split("step/s")[-1]
+        for line in lines
+        if "step/s" in line and "100%|" in line
+    }
+    assert len(finals) == 1, finals
 
 
 def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path):
@@ -183,7 +208,7 @@ def test_analyze_and_compare_an_existing_run(celeba_dir, tmp_path):
     compared = run_main("--mode=compare", *common)
     assert compared.returncode == 0, compared.stderr[-3000:]
     page = (out / "comparison.md").read_text()
-    assert "| [tiny](tiny/) | celeba | β = 1 | 3 |" in page
+    assert "| [tiny](tiny/) | celeba | β-VAE, β = 1 | 3 | finished | 3 |" in page
     assert (out / "comparison.html").exists()
 
 
@@ -199,18 +224,178 @@ def test_dsprites_run_writes_metrics(tmp_path):
     metrics = json.loads((out / "d" / "metrics.json").read_text())
     for key in ("beta_vae", "factor_vae", "mig", "dci_disentanglement"):
         assert 0 <= metrics[key] <= 1
-    assert metrics["step"] == 5 and metrics["num_images_encoded"] == 737_280
+    reference = metrics["protocols"]["reference"]
+    assert metrics["step"] == 5 and reference["step"] == 5
+    assert reference["details"]["dci"]["classifier"] == "gradient_boosting"
 
 
 @pytest.mark.parametrize(
     "current, expected",
-    [(0, 7), (7, 3), (10, 7), (17, 3), (95, 5), (98, 2)],
+    # 9, 19, 49: the next event is one step away
+    [(0, 7), (7, 3), (9, 1), (10, 7), (17, 3), (19, 1), (49, 1), (95, 5), (98, 2)],
 )
 def test_a_call_of_several_steps_ends_at_the_next_event(current, expected):
-    from main import steps_in_next_call
+    from utils.steps import steps_in_next_call
 
     p = {
         "steps_per_call": 7, "num_steps": 100, "validation_step": 10,
         "checkpoint_step": 20, "plot_step": 50,
     }  # fmt: skip
     assert steps_in_next_call(current, p) == expected
+
+
+# Validation rows of a real β warm-up (KL annealing to β = 1), recorded from
+# `python main.py --dataset=dsprites --latent_size=4 --batch_size=16
+# --conv_layers=[[8,4,2],[8,4,2],[8,4,2],[8,4,2]] --dense_layers=[[32]]
+# --validation_batches=4 --seed=3 --learning_rate=3e-3 --beta=1 --beta_steps=400
+# --num_steps=400 --beta_schedule=warmup --validation_step=20`: (step, the
+# objective's loss, the negative ELBO). As β rises the loss rises at steps 340
+# and 360 while the negative ELBO improves again at 360 and 380.
+WARM_UP = [
+    (20, 1005.56, 1031.37), (40, 759.531, 792.492), (60, 689.234, 722.595),
+    (80, 661.4, 688.789), (100, 632.886, 655.838), (120, 623.075, 642.546),
+    (140, 605.908, 618.843), (160, 583.437, 592.912), (180, 399.54, 424.287),
+    (200, 317.203, 340.789), (220, 261.571, 275.499), (240, 222.87, 235.756),
+    (260, 218.303, 229.582), (280, 187.358, 195.647), (300, 178.899, 184.288),
+    (320, 172.249, 176.98), (340, 177.037, 180.089), (360, 174.74, 176.632),
+    (380, 158.246, 159.182), (400, 166.144, 166.144),
+]  # fmt: skip
+
+
+def early_stop(state, rows, patience=2):
+    """The step at which the run's own early-stopping state says stop, or None."""
+    for step, loss, negative_elbo in rows:
+        state.record_validation({"loss": loss, "negative_elbo": negative_elbo})
+        if int(state.validations_without_improvement.numpy()) >= patience:
+            return step
+    return None
+
+
+def test_a_warm_up_schedule_does_not_stop_early():
+    """Selection on the negative ELBO, not on the objective's loss, which a β
+    warm-up makes rise while the model improves: on the loss (the old rule) this
+    run would have stopped at step 360 of 400."""
+    import tensorflow as tf
+
+    from utils.checkpoints import TrainingState
+
+    p = {
+        "seed": 0, "conv_layers": [[8, 4, 2]], "dense_layers": [], "latent_size": 2,
+        "activation": "relu", "precision": "float32", "objective": "beta",
+        "learning_rate": 1e-3, "adam_beta_1": 0.5,
+    }  # fmt: skip
+    state = TrainingState.new(p, (8, 8, 1), tf.distribute.get_strategy())
+    assert early_stop(state, WARM_UP) is None
+    assert float(state.best_validation_loss.numpy()) == 159.182
+    on_the_loss = [(step, 0.0, loss) for step, loss, _ in WARM_UP]
+    state = TrainingState.new(p, (8, 8, 1), tf.distribute.get_strategy())
+    assert early_stop(state, on_the_loss) == 360
+
+
+@pytest.mark.parametrize(
+    "split_sizes, message",
+    [
+        ((40, 6, 10), "the validation split has 6 images, fewer than one batch"),
+        ((40, 10, 2), "the test split has 2 images; the step images need 3"),
+    ],
+)
+def test_data_too_small_for_the_run_is_refused_before_work(
+    tmp_path, split_sizes, message
+):
+    from conftest import write_celeba_folder
+
+    train, validation, test = split_sizes
+    data = write_celeba_folder(tmp_path / "small", train + validation + test, train,
+                               validation)  # fmt: skip
+    out = tmp_path / "predictions"
+    result = run_main(
+        *SMALL, f"--data_dir={data}", f"--predictions_dir={out}", "--num_steps=20"
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or not list(out.iterdir())  # no run folder left
+
+
+@pytest.mark.parametrize("mode", ["analyze", "evaluate", "export"])
+def test_a_run_in_use_is_refused_before_the_data_loads(tmp_path, mode):
+    from utils.run_folder import RunLock
+
+    out = tmp_path / "predictions"
+    run = out / "busy"
+    run.mkdir(parents=True)
+    (run / "params.json").write_text(json.dumps({"dataset": "dsprites"}))
+    lock = RunLock(run).acquire()  # as a training process holds it
+    try:
+        # No data where the run's data_dir points: loading it first would fail on
+        # that instead.
+        result = run_main(
+            f"--mode={mode}", "--run_name=busy", f"--predictions_dir={out}",
+            f"--data_dir={tmp_path / 'no_data'}",
+        )  # fmt: skip
+    finally:
+        lock.release()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "is in use by process" in result.stderr
+    assert f"then {mode}" in result.stderr and "--run_name" not in result.stderr
+    assert not (tmp_path / "no_data").exists()
+
+
+def test_help_errors_and_compare_answer_without_tensorflow(tmp_path):
+    script = (
+        "import runpy, sys; sys.argv = ['main.py', *sys.argv[1:]]\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'main.py')!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    heavy = {'tensorflow', 'keras', 'matplotlib', 'sklearn'}\n"
+        "    heavy &= set(sys.modules)\n"
+        "    print('code', stop.code, 'heavy', sorted(heavy))\n"
+    )
+    (tmp_path / "predictions" / "a").mkdir(parents=True)
+    (tmp_path / "predictions" / "a" / "params.json").write_text("{}")
+    for args, code in (
+        (["--help"], 0),
+        (["--beta=-1"], 2),
+        (["--mode=compare", f"--predictions_dir={tmp_path / 'predictions'}"], 0),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True,
+            cwd="/", timeout=120,
+        )  # fmt: skip
+        assert f"code {code} heavy []" in result.stdout, (args, result.stderr[-2000:])
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_work(tmp_path):
+    result = run_main(
+        "--dataset=celeba", "--image_size=2048", f"--data_dir={tmp_path / 'none'}",
+        f"--predictions_dir={tmp_path / 'predictions'}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "would need about" in result.stderr and "GB of memory" in result.stderr
+    assert not (tmp_path / "predictions").exists()
+
+
+def test_thousands_of_latents_train_and_draw_in_bounded_memory(celeba_dir, tmp_path):
+    """--latent_size=10000 was OOM-killed at the first image step (20 GB): the step
+    images now decode in batches and show the top 32 latents."""
+    out = tmp_path / "predictions"
+    script = (
+        "import resource, runpy, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r}); sys.argv = ['main.py', *sys.argv[1:]]\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'main.py')!r}, run_name='__main__')\n"
+        "finally:\n"
+        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+        "    print('peak MiB', peak)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *SMALL, "--latent_size=3000",
+         f"--data_dir={celeba_dir}", f"--predictions_dir={out}", "--run_name=wide",
+         "--num_steps=2", "--plot_step=2", "--validation_step=2"],
+        capture_output=True, text=True, cwd="/", timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    peak = int(re.search(r"peak MiB (\d+)", result.stdout).group(1))
+    assert peak < 3000, peak  # the old traversals needed ~30 GB for 3,000 latents
+    assert (out / "wide" / "traversals" / "traversal_0000002.png").is_file()

@@ -1,14 +1,17 @@
 """Known-answer tests for utils/metrics.py on a fake ground-truth dataset whose
 "images" are the factor classes themselves, so `represent` maps factors to codes."""
 
+from dataclasses import asdict, replace
+
 import numpy as np
 import pytest
 
 from utils import metrics
-from utils.metrics import MetricSettings, evaluate_all
+from utils.metrics import FAST, REFERENCE, Protocol, evaluate_all
 
 HEADLINE = ["beta_vae", "factor_vae", "mig", "dci_disentanglement"]
-SMALL = MetricSettings(  # ~1/10 of the protocol, enough for stable known answers
+SMALL = Protocol(  # ~1/10 of the protocol, enough for stable known answers
+    name="small",
     beta_vae_train=1_000,
     beta_vae_eval=500,
     factor_vae_train=1_000,
@@ -17,6 +20,7 @@ SMALL = MetricSettings(  # ~1/10 of the protocol, enough for stable known answer
     mig_points=3_000,
     dci_train=2_000,
     dci_test=1_000,
+    dci_classifier="extra_trees",  # gradient boosting: tested on its own, below
 )
 
 
@@ -45,7 +49,7 @@ def rotated(x):
 
 
 def scores(represent, settings=SMALL, ds=None):
-    return evaluate_all(ds or FakeFactors(), represent, settings)
+    return evaluate_all(ds or FakeFactors(), represent, settings, quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def test_factors_score_near_one(factor_scores):
     assert factor_scores["factor_vae"] >= 0.95
     assert factor_scores["mig"] >= 0.9
     assert factor_scores["dci_disentanglement"] >= 0.9
-    assert factor_scores["details"]["dci_disentanglement"]["completeness"] >= 0.9
+    assert factor_scores["dci_completeness"] >= 0.9
 
 
 def test_permutation_and_rescaling_do_not_matter(factor_scores):
@@ -116,19 +120,20 @@ def test_extra_noise_dims_keep_dci_and_factor_vae_high():
 
 def test_collapsed_code_scores_zero_factor_vae():
     result = metrics.factor_vae_score(
-        FakeFactors(), lambda x: np.zeros((len(x), 4)), SMALL, np.random.default_rng(0)
-    )
+        FakeFactors(), lambda x: np.zeros((len(x), 4)), SMALL,
+        np.random.default_rng(0), metrics.tqdm(disable=True),
+    )  # fmt: skip
     assert result == {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
 
 
 def test_same_seed_same_results_different_seed_different():
-    tiny = MetricSettings(
-        beta_vae_train=300, beta_vae_eval=200, factor_vae_train=300,
+    tiny = replace(
+        SMALL, beta_vae_train=300, beta_vae_eval=200, factor_vae_train=300,
         factor_vae_eval=200, factor_vae_variance_points=500, mig_points=1_000,
         dci_train=500, dci_test=300,
     )  # fmt: skip
     first, again = scores(rotated, tiny), scores(rotated, tiny)
-    other = scores(rotated, MetricSettings(**{**vars(tiny), "seed": 1}))
+    other = scores(rotated, replace(tiny, seed=1))
     assert first["details"] == again["details"]
     for name in HEADLINE:
         assert first[name] == again[name]
@@ -138,26 +143,49 @@ def test_same_seed_same_results_different_seed_different():
 
 def test_each_metric_independent_of_the_others():
     ds, result = FakeFactors(), scores(rotated)
-    for name, (metric, stream, _) in metrics.METRICS.items():
+    for name, (metric, stream) in metrics.METRICS.items():
         rng = np.random.default_rng([SMALL.seed, stream])
-        assert metric(ds, rotated, SMALL, rng) == result["details"][name]
+        quiet = metrics.tqdm(disable=True)
+        assert metric(ds, rotated, SMALL, rng, quiet) == result["details"][name]
 
 
 def test_evaluate_all_layout_and_ranges():
     result = scores(rotated)
-    assert set(result) == set(HEADLINE) | {"details", "settings", "seconds"}
-    assert result["settings"] == vars(SMALL)
-    assert set(result["seconds"]) == set(HEADLINE) == set(result["details"])
-    for name in HEADLINE:
+    headlines = set(metrics.HEADLINES)
+    assert set(result) == headlines | {"details", "settings", "seconds"}
+    assert result["settings"] == asdict(SMALL)
+    assert set(result["seconds"]) == set(metrics.METRICS) == set(result["details"])
+    for name in headlines:
         assert 0.0 <= result[name] <= 1.0
     details = result["details"]
     assert set(details["beta_vae"]) == {"train_accuracy", "eval_accuracy"}
     assert details["factor_vae"]["num_active_dims"] == 5
     assert len(details["mig"]["per_factor"]) == 5
-    dci = details["dci_disentanglement"]
-    assert set(dci) == {"disentanglement", "completeness", "informativeness_test"}
-    for value in [*dci.values(), *details["mig"]["per_factor"]]:
-        assert 0.0 <= value <= 1.0
+    assert set(details["dci"]) == {
+        "disentanglement", "completeness", "informativeness_train",
+        "informativeness_test", "classifier",
+    }  # fmt: skip
+    assert result["dci_informativeness"] == details["dci"]["informativeness_test"]
+
+
+def test_mig_is_the_gap_between_the_two_most_informative_latents():
+    sizes = FakeFactors().factor_sizes
+
+    def duplicated(x):  # every factor captured perfectly, but twice: no gap
+        factors = normalised_factors(x, sizes)
+        return np.hstack([factors, factors])
+
+    result = scores(duplicated)
+    assert result["mig"] == pytest.approx(0.0, abs=1e-9)
+    # …while each latent alone carries as much as a perfect code's does.
+    assert scores(lambda x: normalised_factors(x, sizes))["mig"] > 0.9
+
+
+def test_mig_names_the_latent_that_captures_each_factor():
+    sizes = FakeFactors().factor_sizes
+    permutation = np.array([3, 0, 4, 2, 1])  # latent j holds factor permutation[j]
+    result = scores(lambda x: normalised_factors(x, sizes)[:, permutation])
+    assert result["details"]["mig"]["latent_per_factor"] == [1, 4, 3, 0, 2]
 
 
 def test_histogram_discretize_equal_width_bins():
@@ -174,12 +202,58 @@ def test_dci_weighted_score_by_hand():
     # Code 0 all on factor 0 (weight 2/3), code 1 split evenly (1/3): D = 2/3.
     importance = np.array([[2.0, 0.0], [0.5, 0.5]])
     assert metrics._weighted_score(importance) == pytest.approx(2 / 3)
+    # Completeness is the same score on the transpose: factor 0 is spread over
+    # codes 0 and 1 (2 : 0.5), factor 1 lies in code 1 alone.
+    p = np.array([2.0, 0.5]) / 2.5
+    factor_0 = 1 + (p * np.log(p)).sum() / np.log(2)
+    expected = factor_0 * 2.5 / 3 + 1.0 * 0.5 / 3
+    assert metrics._weighted_score(importance.T) == pytest.approx(expected)
 
 
+def test_reference_dci_is_disentanglement_libs_default_gradient_boosting(
+    monkeypatch,
+):
+    made = []
+
+    class Recorded(metrics.GradientBoostingClassifier):
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(metrics, "GradientBoostingClassifier", Recorded)
+
+    def in_this_process(**_):  # where the recording class is
+        return lambda tasks: [fit(*args, **kwargs) for fit, args, kwargs in tasks]
+
+    monkeypatch.setattr(metrics, "Parallel", in_this_process)
+    sizes = (1, 3, 4)
+    tiny = replace(REFERENCE, dci_train=300, dci_test=100)
+    result = metrics.dci(
+        FakeFactors(sizes), lambda x: normalised_factors(x, sizes), tiny,
+        np.random.default_rng(0), metrics.tqdm(disable=True),
+    )  # fmt: skip
+    # One classifier per factor, default settings (the seed only breaks ties).
+    assert len(made) == 2 and all(set(kwargs) == {"random_state"} for kwargs in made)
+    assert result["classifier"] == "gradient_boosting"
+    assert result["disentanglement"] > 0.9 and result["informativeness_test"] > 0.9
+
+
+def test_protocols_are_disentanglement_libs_and_a_named_fast_variant():
+    assert REFERENCE.suffix == "" and FAST.suffix == "_fast"
+    assert (REFERENCE.beta_vae_train, REFERENCE.beta_vae_eval) == (10_000, 5_000)
+    assert (REFERENCE.factor_vae_train, REFERENCE.factor_vae_eval) == (10_000, 5_000)
+    assert REFERENCE.factor_vae_variance_points == 10_000
+    assert (REFERENCE.mig_points, REFERENCE.mig_bins) == (10_000, 20)
+    assert (REFERENCE.dci_train, REFERENCE.dci_test) == (10_000, 5_000)
+    assert REFERENCE.dci_classifier == "gradient_boosting"
+    assert FAST.dci_classifier == "extra_trees"
+
+
+@pytest.mark.slow
 def test_default_protocol_on_dsprites_sized_factors():
     ds = FakeFactors((1, 3, 6, 40, 32, 32))
     result = evaluate_all(ds, lambda x: normalised_factors(x, ds.factor_sizes))
-    assert result["settings"] == vars(MetricSettings())
+    assert result["settings"] == asdict(REFERENCE)
     assert result["beta_vae"] >= 0.95 and result["factor_vae"] >= 0.95
     assert result["dci_disentanglement"] >= 0.9
     # 40 orientations and 32 positions share 20 bins: MI < entropy even when perfect.

@@ -1,27 +1,38 @@
-"""The maths against hand-computed values, the schedules, and the architecture."""
+"""The maths against hand-computed or NumPy values, the schedules, and the
+architecture."""
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy.special import logsumexp, softmax
 
 from models import (
+    LOSSES,
+    BatchView,
     BetaVAE,
     ObjectiveSettings,
     beta_at,
     build_decoder,
     build_encoder,
+    build_optimizers,
     capacity_at,
-    check_image_size,
     compute_losses,
+    covariance,
+    dip_penalties,
     kl_per_latent,
-    objective,
+    permute_dims,
     reconstruction_loss,
+    total_correlation,
 )
+from utils.objectives import OBJECTIVES
 
 SPEC = [[32, 4, 2]] * 4
 DENSE = [[256], [256]]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_kl_per_latent_hand_computed():
@@ -41,32 +52,35 @@ def test_kl_is_zero_only_at_the_prior_and_positive_elsewhere():
 
 
 def _images_and_logits():
-    images = np.zeros((2, 2, 2, 1), np.float32)
+    """2 images of 2×2 pixels × 3 channels. Image 0 is black but for one pixel of
+    channel 0; image 1 is white; sigmoid(logits) is 0.5 everywhere but 0.75 at
+    one pixel of image 1's channel 2 (a loss summing channel 0 alone misses it)."""
+    images = np.zeros((2, 2, 2, 3), np.float32)
     images[0, 0, 0, 0] = 1.0
     images[1] = 1.0
-    logits = np.zeros((2, 2, 2, 1), np.float32)  # sigmoid = 0.5 everywhere
-    logits[1, 0, 0, 0] = math.log(3.0)  # sigmoid = 0.75
+    logits = np.zeros((2, 2, 2, 3), np.float32)
+    logits[1, 0, 0, 2] = math.log(3.0)  # sigmoid = 0.75
     return tf.constant(images), tf.constant(logits)
 
 
-def test_squared_error_is_summed_over_pixels():
+def test_squared_error_is_summed_over_pixels_and_channels():
     images, logits = _images_and_logits()
     loss = reconstruction_loss(images, logits, "squared_error").numpy()
-    np.testing.assert_allclose(loss, [4 * 0.25, 3 * 0.25 + 0.0625], rtol=1e-6)
+    np.testing.assert_allclose(loss, [12 * 0.25, 11 * 0.25 + 0.0625], rtol=1e-6)
 
 
-def test_absolute_error_is_summed_over_pixels():
+def test_absolute_error_is_summed_over_pixels_and_channels():
     images, logits = _images_and_logits()
     loss = reconstruction_loss(images, logits, "absolute_error").numpy()
-    np.testing.assert_allclose(loss, [4 * 0.5, 3 * 0.5 + 0.25], rtol=1e-6)
+    np.testing.assert_allclose(loss, [12 * 0.5, 11 * 0.5 + 0.25], rtol=1e-6)
 
 
-def test_bernoulli_is_cross_entropy_summed_over_pixels():
+def test_bernoulli_is_cross_entropy_summed_over_pixels_and_channels():
     images, logits = _images_and_logits()
     loss = reconstruction_loss(images, logits, "bernoulli").numpy()
     # −log 0.5 per pixel; the 0.75 pixel of an all-ones image costs −log 0.75
     np.testing.assert_allclose(
-        loss, [4 * math.log(2), 3 * math.log(2) - math.log(0.75)], rtol=1e-6
+        loss, [12 * math.log(2), 11 * math.log(2) - math.log(0.75)], rtol=1e-6
     )
 
 
@@ -109,17 +123,171 @@ def test_capacity_rises_linearly_then_holds():
     assert float(capacity_at(200_000, 25.0, 100_000)) == pytest.approx(25.0)
 
 
-def test_objectives_combine_the_terms():
-    recon, kl = tf.constant([10.0]), tf.constant([3.0])
-    beta = ObjectiveSettings(beta=4.0)
-    loss, value = objective(recon, kl, 0, beta)
-    assert float(loss[0]) == 22.0 and float(value) == 4.0
-    capacity = ObjectiveSettings(
-        objective="capacity", gamma=100.0, capacity_max=5.0, capacity_steps=10
+# --- the objectives' estimators, against NumPy on tiny inputs
+
+
+def _latents(seed=0, n=5, latents=3):
+    rng = np.random.default_rng(seed)
+    z_mean, z_log_var = rng.normal(size=(2, n, latents))
+    z = z_mean + np.exp(0.5 * z_log_var) * rng.normal(size=(n, latents))
+    return z, z_mean, z_log_var
+
+
+def _log_density(x, mean, log_var):
+    return -0.5 * ((x - mean) ** 2 / np.exp(log_var) + log_var + np.log(2 * np.pi))
+
+
+def test_total_correlation_is_disentanglement_libs_minibatch_estimate():
+    z, z_mean, z_log_var = _latents()
+    expected = []
+    for j in range(len(z)):
+        # log q(z_j|x_i) per latent, for every example i of the batch: (N, L)
+        log_q = _log_density(z[j], z_mean, z_log_var)
+        joint = logsumexp(log_q.sum(axis=1))
+        marginals = sum(logsumexp(log_q[:, k]) for k in range(z.shape[1]))
+        expected.append(joint - marginals)
+    tc = total_correlation(
+        *(tf.constant(a, tf.float32) for a in (z, z_mean, z_log_var))
     )
-    loss, value = objective(recon, kl, 10, capacity)  # |3 − 5| · 100
-    assert float(loss[0]) == 210.0 and float(value) == 5.0
-    assert capacity.schedule_name == "capacity" and beta.schedule_name == "beta"
+    np.testing.assert_allclose(tc, expected, rtol=1e-5)
+
+
+def test_total_correlation_of_independent_latents_is_lower():
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(200, 2)).astype(np.float32)
+    log_vars = np.full_like(means, -4.0)  # near-deterministic codes
+    correlated = np.stack([means[:, 0], means[:, 0]], axis=1)
+    tc = [
+        float(tf.reduce_mean(total_correlation(m, m, log_vars)))
+        for m in (means, correlated)
+    ]
+    assert tc[0] < tc[1] - 1.0
+
+
+def test_covariance_and_dip_penalties_by_numpy():
+    _, z_mean, z_log_var = _latents(seed=2, n=7, latents=4)
+    cov = covariance(tf.constant(z_mean))
+    np.testing.assert_allclose(cov, np.cov(z_mean.T, bias=True), rtol=1e-6)
+    off, diagonal = dip_penalties(cov)
+    c = np.cov(z_mean.T, bias=True)
+    assert float(off) == pytest.approx((c**2).sum() - (np.diag(c) ** 2).sum(), 1e-6)
+    assert float(diagonal) == pytest.approx(((np.diag(c) - 1) ** 2).sum(), 1e-6)
+
+
+def test_permute_dims_permutes_each_latent_on_its_own():
+    rows = np.arange(20, dtype=np.float32)
+    z = tf.constant(np.stack([rows, 100 + rows], axis=1))  # each value names its row
+    shuffled = permute_dims(z, (3, 4)).numpy()
+    order = [shuffled[:, 0], shuffled[:, 1] - 100]  # the row each value came from
+    for k in range(2):  # each latent keeps its values, in another order
+        np.testing.assert_array_equal(np.sort(order[k]), rows)
+        assert not np.array_equal(order[k], rows)
+    assert not np.array_equal(order[0], order[1])  # one permutation per latent
+
+
+class FixedNoise(BatchView):
+    """One device, with the sampling noise given: losses can be recomputed."""
+
+    def __init__(self, epsilon):
+        self.epsilon = tf.constant(epsilon, tf.float32)
+
+
+SETTINGS = dict(
+    beta=6.0, gamma=100.0, capacity_max=5.0, capacity_steps=10, factor_gamma=35.0,
+    lambda_od=2.0, lambda_d=7.0, reconstruction_loss="bernoulli",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def factor_model():
+    return BetaVAE((32, 32, 1), [[8, 4, 2]] * 4, [[16]], 3, discriminator=True)
+
+
+@pytest.mark.parametrize("objective", sorted(LOSSES))
+def test_each_objective_is_its_formula(objective, factor_model):
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.random((6, 32, 32, 1)), tf.float32)
+    epsilon = rng.normal(size=(6, 3))
+    cfg = ObjectiveSettings(objective=objective, **SETTINGS)
+    out = {
+        k: np.asarray(v)
+        for k, v in compute_losses(
+            factor_model, images, 5, cfg, FixedNoise(epsilon)
+        ).items()
+    }
+    z_mean, z_log_var = (np.asarray(a) for a in factor_model.encoder(images))
+    z = (z_mean + np.exp(0.5 * z_log_var) * epsilon).astype(np.float32)
+    recon, kl = out["reconstruction_loss"], out["kl"]
+    np.testing.assert_allclose(out["negative_elbo"], recon + kl, rtol=1e-6)
+    if objective == "beta":
+        expected = recon + 6.0 * kl
+    elif objective == "capacity":  # C(5) = 5 · 5/10
+        expected = recon + 100.0 * np.abs(kl - 2.5)
+    elif objective == "tc":
+        tc = total_correlation(z, z_mean, z_log_var).numpy()
+        np.testing.assert_allclose(out["tc"], tc, rtol=1e-4, atol=1e-5)
+        expected = recon + kl + 5.0 * tc
+    elif objective == "factor":
+        logits = np.asarray(factor_model.discriminator(z))
+        tc = logits[:, 0] - logits[:, 1]
+        np.testing.assert_allclose(out["tc"], tc, rtol=1e-4, atol=1e-5)
+        shuffled = permute_dims(tf.constant(z), (0, 0))
+        fake = softmax(np.asarray(factor_model.discriminator(shuffled)), axis=1)
+        real = softmax(logits, axis=1)
+        d_loss = -0.5 * (np.log(real[:, 0]) + np.log(fake[:, 1]))
+        np.testing.assert_allclose(out["discriminator_loss"], d_loss, rtol=1e-4)
+        expected = recon + kl + 35.0 * tc
+    else:
+        c = np.cov(z_mean.T, bias=True)
+        if objective == "dip2":
+            c += np.diag(np.exp(z_log_var).mean(axis=0))
+        off = (c**2).sum() - (np.diag(c) ** 2).sum()
+        diagonal = ((np.diag(c) - 1) ** 2).sum()
+        assert float(out["dip_off_diagonal"]) == pytest.approx(off, rel=1e-4)
+        assert float(out["dip_diagonal"]) == pytest.approx(diagonal, rel=1e-4)
+        expected = recon + kl + 2.0 * off + 7.0 * diagonal
+    np.testing.assert_allclose(out["loss"], expected, rtol=1e-4)
+
+
+def test_every_objective_has_a_loss_a_description_and_a_readme_row():
+    assert set(LOSSES) == set(OBJECTIVES)
+    readme = (REPO / "README.md").read_text()
+    for name, objective in OBJECTIVES.items():
+        row = re.search(rf"^\| `{name}` \| (.+?) \|", readme, re.MULTILINE)
+        assert row, f"README's objectives table has no row for {name}"
+        assert objective.paper in row.group(1)
+
+
+def test_dip_lambda_d_defaults_to_disentanglement_libs_ratio():
+    for objective, ratio in (("dip1", 10.0), ("dip2", 1.0)):
+        p = {**SETTINGS, "objective": objective, "lambda_d": None}
+        p.update(beta_schedule="constant", beta_start=1.0, beta_steps=1)
+        assert ObjectiveSettings.of(p).lambda_d == ratio * 2.0
+
+
+def test_the_discriminator_trains_on_its_own_loss_only(factor_model):
+    from utils.steps import train_step
+
+    p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": "float32"}
+    optimizer, discriminator_optimizer = build_optimizers(p, factor_model)
+    # Each optimizer holds state for its own network's variables only.
+    assert len(optimizer.variables) > 1 and len(discriminator_optimizer.variables) > 1
+    vae = {id(v) for v in factor_model.vae_variables}
+    critic = {id(v) for v in factor_model.discriminator.trainable_variables}
+    assert not vae & critic
+    before = [v.numpy().copy() for v in factor_model.discriminator.variables]
+    images = tf.constant(np.random.default_rng(4).random((8, 32, 32, 1)), tf.float32)
+    cfg = ObjectiveSettings(objective="factor", **SETTINGS)
+    for _ in range(3):
+        train_step(
+            factor_model, optimizer, discriminator_optimizer, images, 0, cfg,
+            FixedNoise(np.zeros((8, 3))),
+        )  # fmt: skip
+    after = factor_model.discriminator.variables
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    # Adam's discriminator settings are the paper's, not the VAE's.
+    assert float(discriminator_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(discriminator_optimizer.beta_2) == pytest.approx(0.9)
 
 
 @pytest.mark.parametrize("size, channels", [(32, 3), (64, 1), (64, 3), (128, 3)])
@@ -156,21 +324,11 @@ def test_decoder_mirrors_encoder_channels():
     assert filters == [32, 16, 3]
 
 
-def test_image_size_check():
-    assert check_image_size(64, SPEC) is None
-    assert "divisible by 16" in check_image_size(40, SPEC)
-
-
 def test_compute_losses_per_example_and_per_latent():
     model = BetaVAE((32, 32, 1), SPEC, DENSE, 5)
     images = tf.random.uniform((3, 32, 32, 1), seed=1)
-    out = compute_losses(
-        model,
-        images,
-        0,
-        ObjectiveSettings(beta=2.0, reconstruction_loss="bernoulli"),
-        tf.zeros((3, 5)),
-    )
+    cfg = ObjectiveSettings(beta=2.0, reconstruction_loss="bernoulli")
+    out = compute_losses(model, images, 0, cfg, FixedNoise(np.zeros((3, 5))))
     assert out["loss"].shape == (3,) and out["kl_per_latent"].shape == (3, 5)
     np.testing.assert_allclose(
         out["kl"], tf.reduce_sum(out["kl_per_latent"], 1), rtol=1e-5
@@ -187,7 +345,6 @@ def test_compute_losses_per_example_and_per_latent():
 def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, compute):
     import keras
 
-    from main import build_optimizer
     from utils.steps import make_steps
 
     model = BetaVAE((32, 32, 1), SPEC, DENSE, 5, precision=precision)
@@ -198,23 +355,23 @@ def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, co
     assert casts and casts[0].compute_dtype == "float32"
     assert {v.dtype for v in model.trainable_variables} == {"float32"}
     cfg = ObjectiveSettings(reconstruction_loss="bernoulli")
-    out = compute_losses(model, tf.zeros((2, 32, 32, 1)), 0, cfg, tf.zeros((2, 5)))
+    batch = FixedNoise(np.zeros((2, 5)))
+    out = compute_losses(model, tf.zeros((2, 32, 32, 1)), 0, cfg, batch)
     assert {v.dtype for v in out.values()} == {tf.float32}  # losses, KL, β
 
     p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": precision}
-    optimizer = build_optimizer(p)
-    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    optimizers = build_optimizers(p, model)
+    scaled = isinstance(optimizers[0], keras.optimizers.LossScaleOptimizer)
     assert scaled == (precision == "mixed_float16")  # bfloat16 needs no scaling
-    optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64)
     train_steps, _ = make_steps(
-        tf.distribute.get_strategy(), model, optimizer, step, cfg, 8, 0
+        tf.distribute.get_strategy(), model, optimizers, step, cfg, 8, 0
     )
     rng = np.random.default_rng(0)
     images = (rng.random((8, 32, 32, 1)) < 0.3).astype(np.uint8) * 255
     batches = iter(tf.data.Dataset.from_tensors(images).repeat())
     before = [w.copy() for w in model.get_weights()]
-    losses = train_steps(batches, tf.constant(20, tf.int32))["loss"].numpy()
+    losses = train_steps(batches, 20)["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert int(step.numpy()) == 20
     after = model.get_weights()

@@ -18,7 +18,7 @@ import pytest
 from test_main import REPO, SMALL, read_csv, run_main
 
 import main
-from utils import run_folder
+from utils import files, run_folder
 from utils.run_folder import RunFolderError, RunLock, check_writable
 
 NUM_STEPS = 30  # of the uninterrupted reference run
@@ -50,16 +50,17 @@ def reference(celeba_dir, tmp_path_factory):
 class Training:
     """`python main.py ARGS` in the background, its output going to files."""
 
-    def __init__(self, logs, *args):
+    def __init__(self, logs, *args, script=REPO / "main.py", env=()):
         logs.mkdir(exist_ok=True)
         number = len(list(logs.glob("stdout*")))
         self.stdout_path = logs / f"stdout{number}.txt"
         self.stderr_path = logs / f"stderr{number}.txt"
+        quiet = {"CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+        environment = {**os.environ, **quiet, **dict(env)}
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, str(REPO / "main.py"), *args], cwd="/",
-                stdout=out, stderr=err,
-                env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"},
+                [sys.executable, str(script), *args], cwd="/",
+                stdout=out, stderr=err, env=environment,
             )  # fmt: skip
 
     @property
@@ -107,9 +108,7 @@ def assert_same_losses(rows, reference_rows):
 
 def stray_temporaries(run):
     """Temporary files of atomic writes, and TensorFlow's unfinished saves."""
-    ours = [
-        p for p in run.rglob(".*.tmp") if run_folder.TEMPORARY_NAME.fullmatch(p.name)
-    ]
+    ours = [p for p in run.rglob(".*.tmp") if files.TEMPORARY_NAME.fullmatch(p.name)]
     return (
         ours
         + list(run.glob("checkpoints/*/*_temp"))
@@ -213,6 +212,31 @@ if os.environ["FAULT"] == "log":  # half the rows written, then ENOSPC
         flush(self)
 
     logs.CsvLog.flush = flush_on_a_full_disk
+elif os.environ["FAULT"] == "tensorboard":  # the event file cannot grow
+    from utils import tensorboard
+
+    write = tensorboard.TensorBoard.write
+
+    def write_on_a_full_disk(self, split, step, values):
+        if step >= AT:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "events.out")
+        write(self, split, step, values)
+
+    tensorboard.TensorBoard.write = write_on_a_full_disk
+elif os.environ["FAULT"] == "validation":  # a bug in validation, at its first call
+    from utils import steps
+
+    make_steps = steps.make_steps
+
+    def failing_validation(*args, **kwargs):
+        train_steps, validation_losses = make_steps(*args, **kwargs)
+
+        def validation(batches):
+            raise ZeroDivisionError("a bug in validation")
+
+        return train_steps, validation
+
+    steps.make_steps = failing_validation
 else:  # no file may grow from this checkpoint on: TensorFlow's own write error
     save = checkpoints.Checkpoints.save
 
@@ -272,6 +296,34 @@ def test_a_full_disk_stops_the_run_and_loses_nothing_saved(
     log, validation = reference
     assert_same_losses(read_csv(run / "log.csv")[1], log)
     assert_same_losses(read_csv(run / "validation.csv")[1], validation)
+
+
+@pytest.mark.parametrize("fault", ["tensorboard", "validation"])
+def test_a_fault_after_some_steps_keeps_every_row_logged(celeba_dir, tmp_path, fault):
+    """A full disk under TensorBoard's event file: README's message and exit 1, no
+    traceback from a thread. A crash in validation (a bug): the rows logged
+    before it are on disk, not only the header."""
+    out = tmp_path / "predictions"
+    args = arguments(celeba_dir, out, fault, "--num_steps=12", "--checkpoint_step=4")
+    script = tmp_path / "faulty_main.py"
+    script.write_text(FAULTY_MAIN.format(repo=str(REPO), main=str(REPO / "main.py")))
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd="/",
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "FAULT": fault,
+             "FAULT_STEP": "7"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    rows = read_csv(out / fault / "log.csv")[1]
+    if fault == "tensorboard":
+        assert "Exception in thread" not in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "No space left on device" in result.stderr
+        assert "intact up to its last checkpoint (step 4)" in result.stderr
+        assert [int(r["step"]) for r in rows][:4] == [1, 2, 3, 4]
+    else:  # validation at step 5 failed: steps 1-5 were logged
+        assert "a bug in validation" in result.stderr
+        assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
 
 
 def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(
@@ -463,3 +515,80 @@ def test_killed_many_times_ends_like_an_uninterrupted_run(
 ):
     kills = ["in a checkpoint save", "any time", "while training"] * 3
     kill_and_resume(celeba_dir, tmp_path, reference, kills, seed=1)
+
+
+# --- the end of a run: stopped or killed while writing its results ------------------
+
+# main.py with an export that takes minutes: the end-of-run phase, made long enough
+# to stop in.
+SLOW_EXPORT = """
+import os, runpy, sys, time
+sys.path.insert(0, {repo!r})
+from utils import export
+
+real_export = export.export_model
+
+def slow_export(model, folder):
+    print("exporting now", flush=True)
+    time.sleep(float(os.environ["EXPORT_SECONDS"]))
+    return real_export(model, folder)
+
+export.export_model = slow_export
+sys.argv = [{main!r}, *sys.argv[1:]]
+runpy.run_path({main!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=str)
+def test_a_stop_while_writing_the_results_is_finished_by_the_rerun(
+    celeba_dir, tmp_path, stop
+):
+    out = tmp_path / "predictions"
+    run = out / "ending"
+    args = arguments(celeba_dir, out, "ending", "--num_steps=6")
+    script = tmp_path / "slow_export.py"
+    script.write_text(SLOW_EXPORT.format(repo=str(REPO), main=str(REPO / "main.py")))
+    training = Training(
+        tmp_path / "logs", *args, script=script, env={"EXPORT_SECONDS": "600"}
+    )
+    assert training.wait_until(lambda: "exporting now" in training.stdout)
+    asked = time.monotonic()
+    training.process.send_signal(stop)
+    code = training.wait()
+    assert time.monotonic() - asked < 20  # not the 600 s the export would take
+    if stop == signal.SIGTERM:  # stopped at once, quietly
+        assert code == 128 + signal.SIGTERM, training.stderr[-3000:]
+        assert "Traceback" not in training.stderr
+        assert "Rerun the same command" in training.stderr
+    assert not (run / "model").exists()
+    assert checkpoint_step(run) == 6
+
+    # The rerun does not say "nothing to do": it writes what is missing, only.
+    drawn = (run / "loss_curves.png").stat().st_mtime_ns
+    result = run_main(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nothing to do" not in result.stdout
+    assert (run / "model" / "saved_model").is_dir()
+    assert (run / "model" / "encoder.keras").is_file()
+    assert (run / "loss_curves.png").stat().st_mtime_ns == drawn
+    assert [int(r["step"]) for r in read_csv(run / "log.csv")[1]] == list(range(1, 7))
+    again = run_main(*args)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_a_second_stop_request_exits_at_once_and_quietly(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    args = arguments(celeba_dir, out, "insisted", "--checkpoint_step=1000")
+    training = Training(tmp_path / "logs", *args, "--num_steps=100000")
+    assert training.wait_until(lambda: training.steps_shown() >= 1), training.stderr
+    training.process.send_signal(signal.SIGTERM)
+    assert training.wait_until(lambda: "stopping after this step" in training.stderr)
+    training.process.send_signal(signal.SIGTERM)
+    code = training.wait()
+    assert code in (0, 128 + signal.SIGTERM)  # the first may have finished first
+    assert "Traceback" not in training.stderr and "KeyboardInterrupt" not in (
+        training.stderr
+    )
+    # Whatever it had saved resumes: the same command goes on.
+    result = run_main(*args, "--num_steps=4", "--checkpoint_step=2")
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -6,7 +6,6 @@ from several reference images so a viewer can tell a consistent effect from nois
 Takes callables (numpy in, numpy out), not a model: no TensorFlow here.
 """
 
-import io
 import json
 from pathlib import Path
 
@@ -15,18 +14,27 @@ from matplotlib.figure import Figure
 
 from utils.files import atomic_write_bytes
 from utils.images import (
+    MIN_CELL,
+    PAD,
     image_grid,
     latent_gif,
+    save_figure,
     save_labelled_grid,
-    show_labelled_canvas,
 )
-from utils.plots import save_kl_bars
-from utils.visualize import kl_per_latent_of
+from utils.plots import (
+    ACTIVE_THRESHOLD,
+    MAX_BARS,
+    draw_kl_bars,
+    kl_order_note,
+    latents_by_kl,
+    save_kl_bars,
+    shown_note,
+)
 
-BATCH = 256  # images per encode/decode call
+BATCH = 64  # images per encode/decode call (bounded memory)
 NUM_REFERENCES = 3  # reference images per latent in analysis.png
 GAP = 10  # blank pixels between latents, and after the inputs, in analysis.png
-ACTIVE, TOP, INACTIVE = "tab:blue", "tab:orange", "silver"
+MAX_GIFS = 32  # one GIF per active latent, the most informative first, up to this
 
 
 def _in_batches(fn, x):
@@ -36,20 +44,14 @@ def _in_batches(fn, x):
     return [np.concatenate([np.asarray(p) for p in col]) for col in columns]
 
 
-def _sweeps(decode, z_refs, top, lows, highs, steps):
-    """(len(top), refs, steps, H, W, C): latent top[r] swept from lows[r] to
-    highs[r], the others fixed at each reference code."""
-    grid = np.tile(z_refs[None, :, None], (len(top), 1, steps, 1))
-    for row, latent in enumerate(top):
+def _sweeps(decode, z_refs, latents, lows, highs, steps):
+    """(len(latents), refs, steps, H, W, C): latent latents[r] swept from lows[r]
+    to highs[r], the others fixed at each reference code."""
+    grid = np.tile(z_refs[None, :, None], (len(latents), 1, steps, 1))
+    for row, latent in enumerate(latents):
         grid[row, :, :, latent] = np.linspace(lows[row], highs[row], steps)
     (decoded,) = _in_batches(lambda z: (decode(z),), grid.reshape(-1, grid.shape[-1]))
     return decoded.reshape(*grid.shape[:3], *decoded.shape[1:])
-
-
-def _save_png(fig: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _sweep_labels(steps):
@@ -57,89 +59,88 @@ def _sweep_labels(steps):
     return ["min"] + [""] * (steps - 2) + ["max"] if steps > 1 else ["min = max"]
 
 
-def save_traversal_grid(path, sweeps, labels):
+def save_traversal_grid(path, sweeps, labels, notes):
     """One row per latent, sweeping its own seen range (given in its label)."""
-    title = "Latent traversals, min → max of z_mean seen on encoded samples"
+    title = "Latent traversals, from the min to the max of z_mean on encoded samples"
     steps = sweeps.shape[1]
-    save_labelled_grid(path, sweeps, labels, _sweep_labels(steps), title, 2.7)
+    save_labelled_grid(path, sweeps, labels, _sweep_labels(steps), title, notes)
 
 
-def save_analysis_figure(path, kl, threshold, top, references, sweeps, labels):
-    """Left: KL per latent. Right: per top latent, its sweep from each reference
-    image (input image first), so a viewer sees what the latent controls."""
+def _sweeps_canvas(references, sweeps):
+    """One pixel canvas: per latent, a group of rows (one per reference image:
+    the input, a gap, its sweep); and the centres of the rows and columns."""
     n_top, n_refs, steps, h, w, c = sweeps.shape
-    pad, dpi = 2, 100
-    inputs = image_grid(references, n_refs, 1, pad)
+    inputs = image_grid(references, n_refs, 1)
     blank = np.full((inputs.shape[0], GAP, 3), 255, np.uint8)
     groups = [
         np.concatenate(
-            [inputs, blank, image_grid(g.reshape(-1, h, w, c), n_refs, steps, pad)], 1
+            [inputs, blank, image_grid(g.reshape(-1, h, w, c), n_refs, steps)], 1
         )
         for g in sweeps
     ]
     blank = np.full((GAP, groups[0].shape[1], 3), 255, np.uint8)
     canvas = np.concatenate([part for g in groups for part in (g, blank)][:-1])
-    scale = max(1, 64 // h)
+    rows = (np.arange(n_top) + 0.5) * (groups[0].shape[0] + GAP) - GAP / 2
+    first = PAD + (w - 1) / 2
+    cols = first + np.arange(steps) * (w + PAD) + inputs.shape[1] + GAP
+    return canvas, rows, [first, *cols]
+
+
+def _show_canvas(ax, canvas, row_centres, row_labels, col_centres, col_labels):
+    """A pixel canvas with labelled rows (left) and columns (top), no frame."""
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_yticks(row_centres, row_labels, fontsize=10, family="monospace")
+    ax.set_xticks(col_centres, col_labels, fontsize=9)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def save_analysis_figure(
+    path, kl, num_images, threshold, latents, references, sweeps, labels
+):
+    """Top: KL per latent (the swept `latents` in orange). Below, per top latent,
+    its sweep from each reference image (input image first). Stacked, so neither
+    part leaves a blank area beside a taller other."""
+    dpi, scale = 100, max(1, MIN_CELL // sweeps.shape[3])
+    canvas, rows, cols = _sweeps_canvas(references, sweeps)
     image_w, image_h = canvas.shape[1] * scale / dpi, canvas.shape[0] * scale / dpi
-    bars_w = float(np.clip(0.22 * len(kl) + 1.0, 3.5, 7.0))
-    bars_h = float(np.clip(image_h, 3.0, 5.0))
-    # inches: bars' y label | bars | room for the row labels | images | margin
-    x0, x1, x2, margin, top_m, bottom = 0.8, bars_w, 1.9, 0.2, 1.1, 0.6
-    fig_w = x0 + x1 + x2 + image_w + margin
-    fig_h = top_m + max(image_h, bars_h) + bottom
+    n_bars = min(len(kl), MAX_BARS)
+    # inches: row labels | images | margin; title | bars | ticks | note | images
+    row_labels = [s.replace("  [", "\n[") for s in labels]
+    # Monospace at 10 pt is 0.6 × 10 pt = 1/12 inch per character.
+    chars = max(len(part) for s in row_labels for part in s.split("\n"))
+    left = chars / 12 + 0.35
+    margin, title_h, bars_h, note_h, bottom = 0.3, 0.7, 2.2, 0.8, 0.15
+    ticks_h = (0.75 if n_bars > 16 else 0.45) + (0.2 if len(kl) > n_bars else 0)
+    fig_w = max(left + image_w + margin, 0.8 + 0.2 * n_bars + margin, 6.0)
+    fig_h = title_h + bars_h + ticks_h + note_h + image_h + bottom
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
 
     bars = fig.add_axes(
-        (x0 / fig_w, 1 - (top_m + bars_h) / fig_h, x1 / fig_w, bars_h / fig_h)
-    )
-    order = np.argsort(-kl, kind="stable")
-    floor = threshold / 1000  # log scale: inactive latents sit orders of magnitude down
-    colors = [
-        TOP if i in top else ACTIVE if kl[i] > threshold else INACTIVE for i in order
-    ]
-    bars.bar(np.arange(len(kl)), np.maximum(kl[order], floor), color=colors)
-    bars.axhline(threshold, color="black", linestyle="--", linewidth=1)
-    bars.set_yscale("log")
-    bars.set_ylim(floor, max(kl.max(), threshold) * 2)
-    bars.set_xticks(
-        np.arange(len(kl)),
-        [f"z{i}" for i in order],
-        fontsize=8,
-        rotation=90 if len(kl) > 16 else 0,
-    )
+        (0.8 / fig_w, 1 - (title_h + bars_h) / fig_h, (fig_w - 0.8 - margin) / fig_w,
+         bars_h / fig_h)
+    )  # fmt: skip
+    draw_kl_bars(bars, kl, num_images, threshold, highlight=latents)
     bars.set_ylabel("KL (nats), mean over samples")
-    n_active = int((kl > threshold).sum())
-    bars.set_title(
-        f"{n_active} of {len(kl)} latents active (KL > {threshold:g})\n"
-        "orange: traversed on the right; blue: other active latents",
-        fontsize=10,
-    )
-    bars.grid(axis="y", alpha=0.3)
-
     images = fig.add_axes(
-        ((x0 + x1 + x2) / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h)
+        (left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h)
     )
-    rows = (np.arange(n_top) + 0.5) * (groups[0].shape[0] + GAP) - GAP / 2
-    cols = pad + (w - 1) / 2 + np.arange(steps) * (w + pad) + inputs.shape[1] + GAP
-    show_labelled_canvas(
-        images,
-        canvas,
-        rows,
-        [s.replace("  [", "\n[") for s in labels],
-        [pad + (w - 1) / 2, *cols],
-        ["input", *_sweep_labels(steps)],
+    steps = sweeps.shape[2]
+    _show_canvas(
+        images, canvas, rows, row_labels, cols, ["input", *_sweep_labels(steps)]
     )
-    title, note = (
-        "What each latent controls",
-        (
-            "Each row: the input's code, one latent swept from the smallest to the "
-            "largest\nvalue of its mean seen on encoded samples (range in brackets), "
-            "the others fixed."
-        ),
+    fig.text(0.5, 1 - 0.15 / fig_h, "What each latent controls", ha="center",
+             va="top", fontsize=14)  # fmt: skip
+    note = (
+        "Orange bars: the latents below. Each row: the input's code, one latent "
+        "swept from the smallest to the largest\nvalue of its mean seen on encoded "
+        "samples (range in brackets), the others fixed."
     )
-    fig.text(0.5, 1 - 0.15 / fig_h, title, ha="center", va="top", fontsize=14)
-    fig.text((x0 + x1 + x2) / fig_w, 1 - 0.5 / fig_h, note, va="top", fontsize=10)
-    _save_png(fig, path)
+    note_top = title_h + bars_h + ticks_h + 0.1
+    fig.text(0.15 / fig_w, 1 - note_top / fig_h, note, va="top", fontsize=10)
+    save_figure(fig, path)
 
 
 def analyze(
@@ -149,23 +150,31 @@ def analyze(
     folder: Path,
     top: int = 6,
     steps: int = 11,
-    active_threshold: float = 0.01,
+    active_threshold: float = ACTIVE_THRESHOLD,
+    max_gifs: int = MAX_GIFS,
 ) -> dict:
-    """Writes folder/analysis/: traversal_grid.png, traversal_z{i}.gif,
-    analysis.png, kl_per_latent.png, analysis.json; returns the JSON's dict."""
+    """Writes folder/analysis/: traversal_grid.png and analysis.png (the `top`
+    latents by KL), traversal_z{i}.gif per active latent (up to max_gifs),
+    kl_per_latent.png, analysis.json; returns the JSON's dict.
+
+    encode(images) → (z_mean, KL per latent of each image), (n, L) each;
+    decode(z) → images in [0, 1]. Latents are sorted by KL on `images`."""
     out = Path(folder) / "analysis"
     images = np.asarray(images)
     if len(images) == 0:
         raise ValueError("analyze needs at least one image to encode")
-    z_mean, z_log_var = _in_batches(encode, images)
-    kl = kl_per_latent_of(z_mean, z_log_var)
+    z_mean, kl_each = _in_batches(encode, images)
+    kl = kl_each.mean(axis=0)
     lows, highs = z_mean.min(axis=0), z_mean.max(axis=0)
     n_active = int((kl > active_threshold).sum())
-    order = np.argsort(-kl, kind="stable")
+    order = latents_by_kl(kl)
+    # At least one latent, so that a collapsed model still shows what it does.
     top_latents = order[: max(1, min(top, n_active))]
+    gif_latents = order[: max(1, min(max_gifs, n_active))]
     labels = [
         f"z{i}  KL {kl[i]:.2f}  [{lows[i]:.2f}, {highs[i]:.2f}]" for i in top_latents
     ]
+    note = f"{kl_order_note(len(images))}; {shown_note(len(top_latents), len(kl))}"
 
     # The first sample is the reference, as the original; two more spread over the
     # samples show whether a latent does the same thing to other images.
@@ -173,20 +182,25 @@ def analyze(
     sweeps = _sweeps(
         decode, z_mean[refs], top_latents, lows[top_latents], highs[top_latents], steps
     )
-    save_traversal_grid(out / "traversal_grid.png", sweeps[:, 0], labels)
-    for row, latent in enumerate(top_latents):
-        latent_gif(out / f"traversal_z{latent}.gif", sweeps[row, 0])
-    top_set, path = set(top_latents.tolist()), out / "analysis.png"
+    save_traversal_grid(out / "traversal_grid.png", sweeps[:, 0], labels, [note])
+    gif_sweeps = _sweeps(
+        decode, z_mean[refs[:1]], gif_latents, lows[gif_latents], highs[gif_latents],
+        steps,
+    )  # fmt: skip
+    for latent, sweep in zip(gif_latents, gif_sweeps[:, 0], strict=True):
+        latent_gif(out / f"traversal_z{latent}.gif", sweep)
     save_analysis_figure(
-        path, kl, active_threshold, top_set, images[refs], sweeps, labels
-    )
-    save_kl_bars(out / "kl_per_latent.png", kl, active_threshold=active_threshold)
+        out / "analysis.png", kl, len(images), active_threshold, top_latents,
+        images[refs], sweeps, labels,
+    )  # fmt: skip
+    save_kl_bars(out / "kl_per_latent.png", kl, len(images), active_threshold)
 
     result = {
         "kl_per_latent": [float(v) for v in kl],
         "active_latents": n_active,
         "active_threshold": float(active_threshold),
         "top_latents": [int(i) for i in top_latents],
+        "gif_latents": [int(i) for i in gif_latents],
         "ranges": {f"z{i}": [float(lows[i]), float(highs[i])] for i in range(len(kl))},
         "num_samples": len(images),
     }

@@ -5,6 +5,7 @@ data_dir/cache/celeba_{S}px_crop{C}.npy; later runs memory-map it, so even full 
 at 128 px (10 GB) never has to fit in RAM.
 """
 
+import codecs
 import os
 import time
 import zipfile
@@ -63,20 +64,34 @@ class CelebA:
 def read_partition(path: Path) -> dict[str, int]:
     """list_eval_partition.txt → {file name: 0/1/2}."""
     partition = {}
-    with open(path, encoding="utf-8-sig") as lines:  # -sig: tolerate a BOM
-        for line_number, line in enumerate(lines, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise ValueError(
-                    f"{path}, line {line_number}: expected '<image name> <0|1|2>' "
-                    f"(like '000001.jpg 0'), got {line.strip()!r}"
-                )
-            if fields[0] in partition:
-                raise ValueError(f"{path}, line {line_number}: {fields[0]} repeated")
-            partition[fields[0]] = int(fields[1])
+    for line_number, line in enumerate(_read_text(path).splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise ValueError(
+                f"{path}, line {line_number}: expected '<image name> <0|1|2>' "
+                f"(like '000001.jpg 0'), got {line.strip()!r}"
+            )
+        if fields[0] in partition:
+            raise ValueError(f"{path}, line {line_number}: {fields[0]} repeated")
+        partition[fields[0]] = int(fields[1])
     return partition
+
+
+def _read_text(path: Path) -> str:
+    # Tolerate a BOM; strip it ourselves so that error offsets count from here.
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # the official: 2.8 MB
+    try:
+        return data.decode()
+    except UnicodeDecodeError as error:
+        line_number = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path}, line {line_number}: not UTF-8 text (byte "
+            f"0x{data[error.start]:02x}); expected lines like '000001.jpg 0'. Is it "
+            f"the official {PARTITION_FILE}? Download it again from {CELEBA_URL}, "
+            "or remove it to use a seeded split"
+        ) from None
 
 
 def split_indices(names: list[str], partition: dict | None, log) -> dict:
@@ -216,9 +231,10 @@ def _build(source, files, partition, cache_path, settings, num_workers, say):
     sidecar = {**settings, "names": names, "skipped": skipped, "split": split_sizes}
     write_sidecar(cache_path, sidecar)
     seconds = time.monotonic() - started
+    size_gb = cache_path.stat().st_size / 1e9
     say(
-        f"cache written: {len(names):,} images in {seconds:.1f} s "
-        f"({len(files) / seconds:,.0f} images/s)"
+        f"wrote {cache_path} ({len(names):,} images, {size_gb:.2f} GB) in "
+        f"{seconds:.1f} s ({len(files) / seconds:,.0f} images/s)"
     )
     images = np.load(cache_path, mmap_mode="r")
     return CelebA(images, splits, _described(source, cache_path), names)

@@ -1,45 +1,117 @@
-"""Command line: `--name=value` overrides of params.py, typed, with `--help`.
+"""What the user asked for: params.py, then `--name=value` overrides, typed, with
+`--help`. A bad file or argument raises UsageError, whose message names it; main.py
+prints it and exits with code 2.
 
 Precedence, highest first: the command line, a value set in params.py, the dataset's
 default (for names left as None in params.py).
 """
 
 import ast
+import difflib
+import importlib.util
 import io
+import itertools
 import sys
+import textwrap
 import tokenize
+import traceback
 import types
 from pathlib import Path
 
 PER_DATASET = "dataset_defaults"
+RULER = "---"  # `# --- data` starts a section of params.py: no name's comment
+HELP_WIDTH = 79  # columns of --help: an 80-column terminal
 
 
 class UsageError(Exception):
-    """A bad parameter: the message names it and what is allowed. Exit code 2."""
+    """A bad params.py or argument: the message names it and what is allowed."""
+
+
+# --- params.py
+
+
+def import_params(path):
+    """The params module at `path`, run afresh; a file that does not run raises
+    UsageError("params.py line N: what") instead of a traceback."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        where = Path(error.filename or path).name  # params.py, or a file it imports
+        raise UsageError(f"{where} line {error.lineno}: {error.msg}") from None
+    except Exception as error:
+        what = f"{type(error).__name__}: {error}"
+        raise UsageError(f"{_where(path, error)}: {what}") from None
+    return module
+
+
+def _where(path, error):
+    """ "params.py line N": the last line of `path` that `error` went through."""
+    frames = traceback.extract_tb(error.__traceback__)
+    rows = [frame.lineno for frame in frames if Path(frame.filename) == path]
+    return f"{path.name} line {rows[-1]}" if rows else path.name
 
 
 def read_params(module):
-    """{name: (default, comment)} for every public value in the params module, in
-    file order, with each line's trailing comment as its documentation."""
+    """{name: (value, comment)} for every parameter of the params module, in file
+    order. Its comment is the comment lines right above it, then the one after it."""
     source = Path(module.__file__).read_text()
-    comments, order = {}, []
-    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    for i, token in enumerate(tokens):
-        starts_line = i == 0 or tokens[i - 1].type in (tokenize.NL, tokenize.NEWLINE)
-        if token.type == tokenize.NAME and starts_line and token.start[1] == 0:
-            order.append(token.string)
-        if token.type == tokenize.COMMENT and order and token.start[0] >= 1:
-            line = source.splitlines()[token.start[0] - 1]
-            if not line.lstrip().startswith("#"):  # a trailing comment
-                comments.setdefault(order[-1], token.string.lstrip("# ").strip())
-    names = [n for n in dict.fromkeys(order) if _is_param(n, getattr(module, n, None))]
-    return {name: (getattr(module, name), comments.get(name, "")) for name in names}
+    alone, trailing = _comments(source)
+    specs = {}
+    for name, first, last in _assignments(source):
+        if name not in specs and _is_param(name, vars(module)):
+            comment = _comment(alone, trailing, first, last)
+            specs[name] = (getattr(module, name), comment)
+    return specs
 
 
-def _is_param(name, value):
-    return not name.startswith("_") and not isinstance(
-        value, types.ModuleType | types.FunctionType | type
+def _comment(alone, trailing, first, last):
+    """The comment lines right above rows `first`…`last`, up to a section's ruler,
+    joined; then the first comment after code on those rows."""
+    above, row = [], first - 1
+    while row in alone and not alone[row].startswith(RULER):
+        above.insert(0, alone[row])
+        row -= 1
+    parts = [" ".join(above)] if above else []
+    parts += [trailing[r] for r in range(first, last + 1) if r in trailing][:1]
+    return " — ".join(parts)
+
+
+def _comments(source):
+    """({row: text} of comment lines, {row: text} of comments after code)."""
+    alone, trailing = {}, {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            text = token.string.lstrip("#").strip()
+            is_alone = token.line.strip() == token.string.strip()
+            (alone if is_alone else trailing)[token.start[0]] = text
+    return alone, trailing
+
+
+def _assignments(source):
+    """(name, first row, last row) of each top-level `name = value`, in order."""
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Name):
+                yield target.id, node.lineno, node.end_lineno
+
+
+def _is_param(name, namespace):
+    return (
+        not name.startswith("_")
+        and name in namespace
+        and not isinstance(
+            namespace[name], types.ModuleType | types.FunctionType | type
+        )
     )
+
+
+# --- the command line
 
 
 def parse_overrides(argv, params):
@@ -53,25 +125,23 @@ def parse_overrides(argv, params):
                 f"unexpected argument {arg!r}: parameters are given as "
                 "--name=value (see --help)"
             )
-        name, _, text = arg[2:].partition("=")
-        if not _:
+        name, has_value, text = arg[2:].partition("=")
+        if not has_value:
             if not args:
                 raise UsageError(f"--{name} needs a value: --{name}=VALUE")
             text = args.pop(0)
         name = name.replace("-", "_")
         if name not in params or name == PER_DATASET:
-            close = [p for p in params if p != PER_DATASET and _similar(p, name)]
-            hint = f" Did you mean --{close[0]}?" if close else ""
-            raise UsageError(
-                f"unknown parameter --{name}.{hint} "
-                "See `python main.py --help` for the list."
-            )
+            raise UsageError(_unknown(name, params))
         overrides[name] = _typed(name, text, _type_example(name, params))
     return overrides
 
 
-def _similar(a, b):
-    return a.startswith(b[:4]) or b in a or a in b
+def _unknown(name, params):
+    names = [p for p in params if p != PER_DATASET]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean --{close[0]}?" if close else ""
+    return f"unknown parameter --{name}.{hint} See `python main.py --help`."
 
 
 def _type_example(name, params):
@@ -118,13 +188,13 @@ def _conform(name, text, value, example):
 
 
 def sweep(overrides):
-    """Each combination of the swept values (tuples) as a plain overrides dict;
-    a single combination when nothing is swept."""
+    """Each combination of the swept values (tuples) as a plain overrides dict, the
+    first swept name changing slowest; a single one when nothing is swept."""
     swept = {k: v for k, v in overrides.items() if isinstance(v, tuple)}
-    combinations = [{}]
-    for name, values in swept.items():
-        combinations = [{**c, name: v} for c in combinations for v in values]
-    return [{**overrides, **c} for c in combinations]
+    return [
+        {**overrides, **dict(zip(swept, values, strict=True))}
+        for values in itertools.product(*swept.values())
+    ]
 
 
 def as_argument(name, value):
@@ -150,6 +220,7 @@ def help_text(params, prog="python main.py"):
         f"usage: {prog} [--name=value ...]",
         "",
         "Every name in params.py can be overridden; values are Python literals.",
+        "A comma-separated list (--beta=1,4,16) is a sweep: one run per value.",
         "",
     ]
     for name, (default, comment) in params.items():
@@ -161,12 +232,15 @@ def help_text(params, prog="python main.py"):
                 f"{d}: {v[name]!r}" for d, v in per_dataset.items() if name in v
             )
         lines.append(f"  --{name} (default {shown})")
-        lines.append(f"      {comment}")
+        lines += textwrap.wrap(
+            comment, HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
     return "\n".join(lines)
 
 
 def parse_command_line(params, argv=None):
-    """Resolved parameters, or exits: 0 after --help, 2 after a usage error."""
+    """(resolved parameters, overrides). On --help, prints it and exits with code
+    0; a bad argument raises UsageError."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(help_text(params))

@@ -1,53 +1,55 @@
 """One page comparing runs: predictions/comparison.html and comparison.md.
 
-Everything is read from the run folders' own files (params.json, log.csv,
-validation.csv, metrics.json, analysis/), so the page can be rebuilt at any time.
+Everything is read from the run folders' own files (params.json, status.json,
+log.csv, validation.csv, metrics.json, analysis/), so the page can be rebuilt at
+any time, even while runs train. Runs that differ only in their seed form a group,
+summarised as mean ± std. utils.compare_page lays the page out.
 """
 
-import html
+import csv
+import fcntl
+import fnmatch
 import json
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
+from utils.compare_page import METRIC_TITLES, render
 from utils.files import atomic_write_bytes
-from utils.plots import read_log_csv
+from utils.objectives import OBJECTIVES
+from utils.run_folder import ADDED_LATER
 
-MISSING = "–"
-METRICS = {  # metrics.json key -> column title
-    "beta_vae": "β-VAE score",
-    "factor_vae": "FactorVAE score",
-    "mig": "MIG",
-    "dci_disentanglement": "DCI disent.",
-}
-COLUMNS = [
-    "Run",
-    "Dataset",
-    "Objective",
-    "Steps",
-    "Reconstruction",
-    "KL (nats)",
-    "Active latents",
-    *METRICS.values(),
-    "Top traversals",
-]
-NOTE = (
-    "Reconstruction and KL: last row of validation.csv; “(train)” marks the last "
-    "row of log.csv when a run has no validation yet. Active latents: KL above the "
-    "threshold in analysis/analysis.json. Metrics from metrics.json."
-)
-STYLE = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: middle; }
-th { background: #f2f2f2; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-height: 160px; max-width: 320px; }
-"""
+PAGE_NAMES = ("comparison.html", "comparison.md")
+# Where and how a run is computed, not what it learns: runs that differ only in
+# these and in their seed are repeats of one experiment.
+BOOKKEEPING = frozenset(
+    "run_name mode data_dir predictions_dir strategy steps_per_call jit_compile "
+    "log_step plot_step checkpoint_step metrics_at_end metrics_protocol checkpoint"
+    .split()
+)  # fmt: skip
+OBJECTIVE_PARAMETERS = frozenset(n for o in OBJECTIVES.values() for n in o.parameters)
+# log.csv can hold 100,000 rows, which take seconds to parse: its last rows are
+# all the page needs, and 64 KiB holds dozens even with 100 latents.
+TAIL_BYTES = 1 << 16
+FINAL_COLUMNS = ("step", "reconstruction_loss", "kl")
+
+
+@dataclass
+class Run:
+    name: str
+    params: dict  # params.json; older runs get the values they were trained with
+    unused: frozenset  # parameters of other objectives, which this run ignores
+    status: str  # finished running stopped diverged interrupted failed unfinished
+    status_text: str  # e.g. "stopped at step 700 of 1000"
+    reason: str  # status.json's reason, if any
+    steps: float | None
+    values: dict  # column → (number, "" | "train" | "fast"), or None
+    image: str | None  # its top traversals, relative to predictions/
 
 
 def _read_json(path: Path) -> dict:
-    # A missing or half-edited file should cost one cell, not the whole page.
+    # A missing or half-written file costs its cells, not the page.
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -55,122 +57,207 @@ def _read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _number(value, spec: str) -> str:
+def _finite(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return MISSING
-    return format(value, spec) if math.isfinite(value) else MISSING
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
-def describe_objective(p: dict) -> str:
-    """The objective and its β or capacity schedule in words."""
-    g = {k: _number(p.get(k), "g") for k in ("beta", "beta_start", "gamma")}
-    g["capacity_max"] = _number(p.get("capacity_max"), "g")
-    steps = {k: _number(p.get(k), ".0f") for k in ("beta_steps", "capacity_steps")}
-    if p.get("objective") == "capacity":
-        return (
-            f"capacity C→{g['capacity_max']} nats over {steps['capacity_steps']} "
-            f"steps, γ = {g['gamma']}"
-        )
-    schedule = p.get("beta_schedule", "constant")
-    if schedule == "constant":
-        return f"β = {g['beta']}"
-    if schedule == "warmup":
-        return f"β warm-up 0→{g['beta']} over {steps['beta_steps']} steps"
-    if schedule == "decrease":
-        return f"β {g['beta_start']}→{g['beta']} over {steps['beta_steps']} steps"
-    return f"β = {g['beta']} ({schedule})"
+def _parse(text: str) -> float | None:
+    try:
+        return _finite(float(text))
+    except ValueError:  # an empty cell: a column that row did not log
+        return None
 
 
-def _last(log: dict, column: str):
-    values = log.get(column)
-    return float(values[-1]) if values is not None and len(values) else None
+def last_values(path: Path, columns=FINAL_COLUMNS) -> dict[str, float]:
+    """{column: its last finite value} in a log CSV, from its header and tail."""
+    try:
+        with path.open("rb") as f:
+            header, body = f.readline(), f.tell()
+            start = max(body, os.fstat(f.fileno()).st_size - TAIL_BYTES)
+            f.seek(start)
+            lines = f.read().decode(errors="replace").split("\n")
+    except OSError:
+        return {}
+    # Only rows ended by a newline are whole: a kill can cut the last one anywhere,
+    # and the seek may have cut the first.
+    rows, found = lines[int(start > body) : -1], {}
+    try:
+        names = next(csv.reader([header.decode(errors="replace").rstrip("\n")]), [])
+        for row in csv.reader(reversed(rows)):
+            for name, text in zip(names, row, strict=False):
+                if name in columns and name not in found:
+                    if (number := _parse(text)) is not None:
+                        found[name] = number
+    except csv.Error:  # a garbled file: what was read so far
+        pass
+    return found
+
+
+def _lock_held(folder: Path) -> bool:
+    # Opened read-only so that a run without a lock file does not get one.
+    try:
+        descriptor = os.open(folder / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a filesystem without flock: no sign of a process
+        return False
+    finally:
+        os.close(descriptor)  # releases our lock, if we got it
+    return False
+
+
+def _count(value) -> str:
+    number = _finite(value)
+    return "?" if number is None else f"{number:.0f}"
+
+
+def run_status(folder: Path, p: dict, logged: float | None) -> tuple[str, str, str]:
+    """(kind, words, reason) from status.json, the run's lock and its log."""
+    status = _read_json(folder / "status.json")
+    state, reason = status.get("state"), str(status.get("reason") or "")
+    total = _count(status.get("num_steps", p.get("num_steps")))
+    step = _count(status.get("step", logged))
+    if state in ("finished", "failed"):
+        return state, state, reason
+    if state == "stopped":
+        return state, f"stopped at step {step} of {total}", reason
+    if state == "diverged":
+        return state, f"diverged at step {step}", reason
+    if _lock_held(folder):
+        return "running", "running", reason
+    if state == "training":  # and no process holds its lock: it was killed
+        step = _count(logged if logged is not None else status.get("step"))
+        return "interrupted", f"interrupted at step {step} of {total}", reason
+    # A run from before status.json: judged by the steps it logged.
+    num_steps = _finite(p.get("num_steps"))
+    if logged is not None and num_steps is not None and logged >= num_steps:
+        return "finished", "finished", ""
+    return "unfinished", f"unfinished at step {_count(logged)} of {total}", ""
+
+
+def _tagged(number: float | None, tag: str):
+    return None if number is None else (number, tag)
+
+
+def _metric(metrics: dict, key: str):
+    # A run with both protocols shows the reference one.
+    for name, tag in ((key, ""), (f"{key}_fast", "fast")):
+        if (number := _finite(metrics.get(name))) is not None:
+            return number, tag
+    return None
 
 
 def _thumbnail(folder: Path) -> Path | None:
     grid = folder / "analysis" / "traversal_grid.png"
     if grid.is_file():
         return grid
-    # Step numbers are zero-padded, so the last name is the newest step.
-    traversals = sorted((folder / "traversals").glob("traversal_*.png"))
-    return traversals[-1] if traversals else None
+    try:  # names, not Paths: a long run has hundreds, and Paths sort slowly
+        names = fnmatch.filter(os.listdir(folder / "traversals"), "traversal_*.png")
+    except OSError:
+        return None
+    # Step numbers are zero-padded, so the greatest name is the newest step.
+    return folder / "traversals" / max(names) if names else None
 
 
-def run_row(predictions: Path, name: str) -> dict:
-    """The cells of one run, as text, plus relative links for the run and image."""
+def read_run(predictions: Path, name: str) -> Run:
     folder = predictions / name
     p = _read_json(folder / "params.json")
-    log = read_log_csv(folder / "log.csv")
-    validation = read_log_csv(folder / "validation.csv")
-    has_validation = _last(validation, "step") is not None
-    source, suffix = (validation, "") if has_validation else (log, " (train)")
-
-    def final(column: str) -> str:
-        text = _number(_last(source, column), ".2f")
-        return text if text == MISSING else text + suffix
-
-    active = _read_json(folder / "analysis" / "analysis.json").get("active_latents")
+    p = {**ADDED_LATER, **p} if p else {}
+    objective = OBJECTIVES.get(p.get("objective", "beta"))
+    log, final = last_values(folder / "log.csv"), last_values(folder / "validation.csv")
+    tag = "" if "step" in final else "train"  # no validation yet: the training log
+    final = final if "step" in final else log
+    analysis = _read_json(folder / "analysis" / "analysis.json")
     metrics = _read_json(folder / "metrics.json")
-    active_text, latents = _number(active, ".0f"), p.get("latent_size") or "?"
-    image = _thumbnail(folder)
-    return {
-        "link": quote(name) + "/",
-        "image": quote(image.relative_to(predictions).as_posix()) if image else None,
-        "cells": [
-            name,
-            str(p.get("dataset") or MISSING),
-            describe_objective(p),
-            _number(_last(log, "step"), ".0f"),
-            final("reconstruction_loss"),
-            final("kl"),
-            active_text + (f" / {latents}" if active_text != MISSING else ""),
-            *(_number(metrics.get(key), ".3f") for key in METRICS),
-        ],
+    values = {
+        "reconstruction_loss": _tagged(final.get("reconstruction_loss"), tag),
+        "kl": _tagged(final.get("kl"), tag),
+        "active_latents": _tagged(_finite(analysis.get("active_latents")), ""),
     }
-
-
-def _html(rows: list[dict]) -> str:
-    numeric = range(3, 3 + 4 + len(METRICS))  # steps … last metric
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = []
-    for row in rows:
-        cells = [f'<td><a href="{row["link"]}">{html.escape(row["cells"][0])}</a></td>']
-        for j, cell in enumerate(row["cells"][1:], start=1):
-            css = ' class="number"' if j in numeric else ""
-            cells.append(f"<td{css}>{html.escape(cell)}</td>")
-        image = row["image"]
-        cells.append(
-            f'<td><a href="{image}"><img src="{image}" alt="traversals"></a></td>'
-            if image
-            else f"<td>{MISSING}</td>"
-        )
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    rows_html = "\n".join(body)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>Run comparison</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>Run comparison</h1>\n<p>{html.escape(NOTE)}</p>\n<table>\n"
-        f"<tr>{head}</tr>\n{rows_html}\n</table>\n</body>\n</html>\n"
+    image = _thumbnail(folder)
+    own = objective.parameters if objective else OBJECTIVE_PARAMETERS
+    return Run(
+        name,
+        p,
+        OBJECTIVE_PARAMETERS - set(own),
+        *run_status(folder, p, log.get("step")),
+        log.get("step"),
+        values | {key: _metric(metrics, key) for key in METRIC_TITLES},
+        image.relative_to(predictions).as_posix() if image else None,
     )
 
 
-def _markdown(rows: list[dict]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
+def _signature(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        name, *rest = (cell(c) for c in row["cells"])
-        image = f"![traversals]({row['image']})" if row["image"] else MISSING
-        cells = [f"[{name}]({row['link']})", *rest, image]
-        lines.append("| " + " | ".join(cells) + " |")
-    return f"# Run comparison\n\n{NOTE}\n\n" + "\n".join(lines) + "\n"
+
+def group_key(run: Run) -> str:
+    """Equal for runs that differ only in their seed and in bookkeeping."""
+    if not run.params:  # an unreadable params.json: a group of its own
+        return f"unreadable {run.name}"
+    ignored = BOOKKEEPING | run.unused | {"seed"}
+    return _signature({k: v for k, v in run.params.items() if k not in ignored})
+
+
+def group_runs(runs: list[Run]) -> list[list[Run]]:
+    """The groups, in the order of their first run."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(group_key(run), []).append(run)
+    return list(groups.values())
+
+
+def differing_parameters(runs: list[Run]) -> list[str]:
+    """The parameters whose values differ between the runs, apart from bookkeeping,
+    the seed, the dataset and the objective (each shown in its own column)."""
+    shown = BOOKKEEPING | {"seed", "dataset", "objective"}
+    readable = [run for run in runs if run.params]
+    names = dict.fromkeys(k for run in readable for k in run.params if k not in shown)
+
+    def values(name):
+        return {
+            _signature([name in run.params, run.params.get(name)])
+            for run in readable
+            if name not in run.unused
+        }
+
+    return [name for name in names if len(values(name)) > 1]
+
+
+def run_folders(predictions: Path) -> list[str]:
+    """Folders with a params.json, but the page's own outputs and hidden ones."""
+    try:
+        entries = sorted(predictions.iterdir())
+    except OSError:
+        return []
+    return [
+        e.name
+        for e in entries
+        if e.name not in PAGE_NAMES
+        and not e.name.startswith(".")
+        and os.path.isfile(e / "params.json")  # False on any error, not a raise
+    ]
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write_bytes(path, text)
+    except OSError as error:
+        # The error names the temporary file; main.py shows this message instead.
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def compare_runs(predictions: Path, run_names: list[str] | None = None) -> Path:
-    """Write predictions/comparison.html and .md, one row per run; returns the
-    HTML path. Runs: `run_names`, or every folder with a params.json, by name."""
+    """Write predictions/comparison.html and .md; returns the HTML path. Runs:
+    `run_names`, or every folder with a params.json, by name."""
     predictions = Path(predictions)
-    existing = sorted(p.parent.name for p in predictions.glob("*/params.json"))
+    existing = run_folders(predictions)
     names = existing if run_names is None else list(run_names)
     unknown = [name for name in names if name not in existing]
     if unknown:
@@ -180,7 +267,8 @@ def compare_runs(predictions: Path, run_names: list[str] | None = None) -> Path:
         )
     if not names:
         raise ValueError(f"no runs to compare in {predictions}")
-    rows = [run_row(predictions, name) for name in names]
-    atomic_write_bytes(predictions / "comparison.md", _markdown(rows))
-    atomic_write_bytes(predictions / "comparison.html", _html(rows))
+    runs = [read_run(predictions, name) for name in names]
+    page, markdown = render(group_runs(runs), differing_parameters(runs))
+    _write(predictions / "comparison.html", page)  # first: the page main.py names
+    _write(predictions / "comparison.md", markdown)
     return predictions / "comparison.html"

@@ -15,6 +15,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+MIN_TEST_IMAGES = 3
+NUM_TEST_IMAGES = 16  # shown in every composite, as the original
+NUM_KL_IMAGES = 512  # test images on which latents are ranked by KL, everywhere
+
 
 class DataNotFound(Exception):
     """The dataset is not where the parameters say. Exit code 2."""
@@ -35,9 +39,42 @@ def load_source(dataset, data_dir, image_size, crop_size, log=print):
         raise DataNotFound(str(error)) from None
 
 
+def split_problems(source, batch_size):
+    """What the dataset's splits cannot do for a run with this batch size, as
+    messages naming the split, its size and the fix; empty when all is well."""
+    sizes = {split: len(indices) for split, indices in source.splits.items()}
+    problems = []
+    if sizes["train"] == 0:
+        problems.append("the train split is empty: give the dataset training images")
+    if sizes["validation"] < batch_size:
+        problems.append(
+            f"the validation split has {sizes['validation']} images, fewer than one "
+            f"batch (batch_size={batch_size}): use --batch_size="
+            f"{max(1, sizes['validation'])} or less, or give the split more images"
+        )
+    if sizes["test"] < MIN_TEST_IMAGES:
+        problems.append(
+            f"the test split has {sizes['test']} images; the step images need "
+            f"{MIN_TEST_IMAGES} (interpolations between three encoded test images): "
+            "give the split more images"
+        )
+    return problems
+
+
 def to_float(images):
     """uint8 0..255 → float32 in [0, 1]."""
     return tf.cast(images, tf.float32) / 255.0
+
+
+def test_sets(source):
+    """The fixed test images of every run, as floats: those shown in the
+    composites, and those on which latents are ranked by KL (in every figure that
+    orders them)."""
+    test = source.splits["test"]
+    return (
+        to_float(source.read(fixed_indices(test, NUM_TEST_IMAGES))),
+        to_float(source.read(fixed_indices(test, NUM_KL_IMAGES))),
+    )
 
 
 def fixed_indices(indices, count, seed=1234):

@@ -11,15 +11,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "mirrored", "multi_worker")
-TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-    '"task": {"type": "worker", "index": 0}}'
-)
-
-
-class StrategyError(Exception):
-    """The requested strategy cannot run here: the message says why. Exit code 2."""
+# The TF_CONFIG checks need no TensorFlow, so they live in utils.config, where
+# main.py runs them before TensorFlow loads; both names stay importable from here.
+from utils.config import StrategyError as StrategyError
+from utils.config import check_strategy as check_strategy
 
 
 def make_strategy(name):
@@ -47,37 +42,6 @@ def use_xla(jit_compile, strategy):
         one_device = strategy is tf.distribute.get_strategy()  # the default one
         return one_device and bool(tf.config.list_logical_devices("GPU"))
     return jit_compile == "on"
-
-
-def check_strategy(name):
-    """Raise StrategyError if `make_strategy(name)` cannot work, without starting
-    TensorFlow: cheap enough to call before a long data load."""
-    if name == "multi_worker":
-        read_tf_config()
-
-
-def read_tf_config():
-    """TF_CONFIG as a dict, checked: this task must be one of the cluster's."""
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise StrategyError(
-            "strategy=multi_worker needs the TF_CONFIG environment variable "
-            "(the cluster's addresses and this machine's task), e.g. "
-            f"TF_CONFIG='{TF_CONFIG_EXAMPLE}'; see README, 'Several machines'."
-        )
-    try:
-        config = json.loads(text)
-        task = config["task"]
-        addresses = config["cluster"][task["type"]]
-        index = task["index"]
-        if not isinstance(index, int) or not 0 <= index < len(addresses):
-            raise IndexError(f"task index {index!r} is not one of the {task['type']}s")
-    except (ValueError, KeyError, TypeError, IndexError) as error:
-        raise StrategyError(
-            f"TF_CONFIG={text!r} is not a cluster with this task in it "
-            f"({type(error).__name__}: {error}); expected e.g. {TF_CONFIG_EXAMPLE}"
-        ) from None
-    return config
 
 
 def is_chief(strategy):

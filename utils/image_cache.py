@@ -4,13 +4,12 @@ Generic helpers behind utils/celeba.py: centre crop + anti-aliased resize, a pro
 pool writing rows straight into the cache file, and an all-or-nothing commit.
 """
 
-import fcntl
+import glob
 import io
 import json
 import math
 import multiprocessing
 import os
-import time
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -20,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 from PIL import Image
+from tqdm import tqdm
 
+from utils import files
 from utils.files import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # only these names are candidates
 MAX_CHUNK = 256  # images per pool task: small enough for smooth progress and balance
-PROGRESS_SECONDS = 5.0  # at most one progress line this often
 # What PIL (or zipfile) raises for a broken or non-image file. Anything else is a real
 # error and stops the build, leaving no cache behind.
 BAD_IMAGE_ERRORS = (
@@ -223,23 +223,20 @@ def _parallel_map(num_workers: int, init_args: tuple):
         yield pool.imap_unordered
 
 
-def _decode_all(source, names, rows_path, image_size, crop_size, log, num_workers):
+def _decode_all(source, names, rows_path, image_size, crop_size, num_workers):
     total = len(names)
     chunk = max(1, min(MAX_CHUNK, math.ceil(total / (4 * num_workers))))
     tasks = [(start, names[start : start + chunk]) for start in range(0, total, chunk)]
     num_workers = min(num_workers, len(tasks))
-    failures, done = {}, 0
-    started = last_report = time.monotonic()
+    failures = {}
     init_args = (source, rows_path, image_size, crop_size)
-    with _parallel_map(num_workers, init_args) as run:
+    with (
+        _parallel_map(num_workers, init_args) as run,
+        tqdm(total=total, desc="decoding", unit=" images") as bar,
+    ):
         for chunk_failures, count in run(_decode_chunk, tasks):
             failures.update(chunk_failures)
-            done += count
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_SECONDS and done < total:
-                rate = done / (now - started)
-                log(f"decoded {done:,}/{total:,} images ({rate:,.0f} images/s)")
-                last_report = now
+            bar.update(count)
     return failures
 
 
@@ -265,25 +262,14 @@ def open_cache(cache_path: Path, metadata: dict, row_shape: tuple):
     return images, sidecar
 
 
-@contextmanager
 def exclusive_build(cache_path: Path, log):
-    """Held while cache_path is built: one builder at a time, so a second process
-    (another run on the same data, a second worker) waits and then finds the cache
-    built. Whoever holds it owns the temporary files beside the cache, so any there
-    were left by a build that was killed (SIGKILL, power loss) and are removed. An
-    flock: the OS releases it when its process dies, so it never goes stale."""
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache_path.with_name(f".{cache_path.name}.lock"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting: another process is building {cache_path}")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        for suffix in ("tmp", "compact"):  # build_cache's temporary names
-            for leftover in cache_path.parent.glob(f"{cache_path.name}.{suffix}*"):
-                log(f"removing {leftover.name}, left by a build that was killed")
-                leftover.unlink(missing_ok=True)
-        yield  # closing the file releases the lock
+    """files.exclusive_build for build_cache: one builder at a time, and the next
+    one removes what a killed build left: its rows (files.temporaries_of), its
+    sidecar's temporary, and the rows of builds that named them <cache>.tmp<pid>
+    and <cache>.compact<pid>."""
+    name, sidecar = glob.escape(cache_path.name), sidecar_path(cache_path).name
+    leftovers = (f".{glob.escape(sidecar)}.*.tmp", f"{name}.tmp*", f"{name}.compact*")
+    return files.exclusive_build(cache_path, log, leftovers)
 
 
 def build_cache(
@@ -304,13 +290,13 @@ def build_cache(
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path(cache_path).unlink(missing_ok=True)  # the old cache is invalid now
     shape = (len(names), image_size, image_size, 3)
-    temporary = cache_path.with_name(f"{cache_path.name}.tmp{os.getpid()}")
-    compacted = cache_path.with_name(f"{cache_path.name}.compact{os.getpid()}")
+    temporary = files.temporary_path(cache_path)
+    compacted = files.temporary_path(cache_path)  # another unique name
     try:
         rows = np.lib.format.open_memmap(temporary, "w+", np.uint8, shape)
         del rows  # the workers open the file themselves
         failures = _decode_all(
-            source, names, temporary, image_size, crop_size, log, num_workers
+            source, names, temporary, image_size, crop_size, num_workers
         )
         kept = np.array([row for row in range(len(names)) if row not in failures])
         if len(kept) == 0:

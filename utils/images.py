@@ -1,8 +1,10 @@
-"""Image artifacts of a run: grids, the per-step composite, traversals and GIFs.
+"""Pictures as files: image grids, the per-step composite page, labelled grids of
+latent sweeps, GIFs, and matplotlib figures as PNG.
 
-Everything takes float arrays in [0, 1] shaped (..., H, W, C) with C = 1 or 3 and
-writes files atomically (temporary file in the same folder, then os.replace), so a
-killed run never leaves a half-written image behind.
+Images are float arrays in [0, 1] shaped (..., H, W, C) with C = 1 or 3. Every
+file is written atomically (temporary file in the same folder, then os.replace),
+so a killed run never leaves a half-written image behind; the save functions also
+return the encoded bytes, for TensorBoard.
 """
 
 import io
@@ -10,13 +12,14 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from utils.files import atomic_write_bytes
 
 WHITE = 255
 TEXT_COLOR = (20, 20, 20)
+PAD = 2  # pixels between the cells of a grid
+MIN_CELL = 64  # smaller images are enlarged (nearest) to this, so rows stay legible
 
 
 def step_filename(prefix: str, step: int, ext: str) -> str:
@@ -35,7 +38,7 @@ def to_uint8_rgb(images: np.ndarray) -> np.ndarray:
 
 
 def image_grid(
-    images: np.ndarray, rows: int, cols: int, pad: int = 2, background: int = WHITE
+    images: np.ndarray, rows: int, cols: int, pad: int = PAD, background: int = WHITE
 ) -> np.ndarray:
     """(n, H, W, C) in [0, 1] → one (rows·H + (rows+1)·pad, cols·W + …, 3) uint8 image.
 
@@ -52,6 +55,35 @@ def image_grid(
     return grid
 
 
+def save_figure(fig, path: Path, compress_level: int = 6) -> bytes:
+    """A matplotlib figure as a PNG file, at the figure's own dpi; returns the PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": compress_level})
+    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _save_page(page: Image.Image, path: Path, **encoder_options) -> bytes:
+    buffer = io.BytesIO()
+    page.save(buffer, **encoder_options)
+    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _fonts(text_size: int):
+    # Pillow ≥ 10.1 ships a scalable default font: no system font needed. It has
+    # no arrows or dashes (→, —): titles drawn with it say "to" and use commas.
+    return (
+        ImageFont.load_default(size=round(text_size * 1.4)),
+        ImageFont.load_default(size=text_size),
+    )
+
+
+def _text_width(texts, font) -> float:
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return max((measure.textlength(t, font=font) for t in texts), default=0.0)
+
+
 def save_composite(
     path: Path,
     step: int,
@@ -59,7 +91,7 @@ def save_composite(
     reconstructions,
     interpolations,
     interpolation_cols: int = 16,
-) -> None:
+) -> bytes:
     """The original repo's per-step JPEG: header, then three captioned grids."""
     height = np.asarray(originals).shape[1]
     text_size = int(np.clip(height // 4, 14, 32))  # 14 px at 32², 16 at 64², 32 at 128²
@@ -77,90 +109,72 @@ def save_composite(
             grid(interpolations, interpolation_cols),
         ),
     ]
-    # Pillow ≥ 10.1 ships a scalable default font: no system font needed.
-    header_size = round(text_size * 1.4)
-    header = ImageFont.load_default(size=header_size)
-    caption = ImageFont.load_default(size=text_size)
+    header, caption = _fonts(text_size)
     header_text = f"Step: {step}"
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))  # only to measure text
     text_width = max(
-        [draw.textlength(header_text, font=header)]
-        + [draw.textlength(title, font=caption) for title, _ in sections]
+        _text_width([header_text], header),
+        _text_width([title for title, _ in sections], caption),
     )
     width = int(max([text_width] + [g.shape[1] for _, g in sections])) + 2 * margin
     total = (
         2 * margin
-        + header_size
+        + header.size
         + sum(text_size + margin // 2 + g.shape[0] + margin for _, g in sections)
     )
     page = Image.new("RGB", (width, total), (WHITE,) * 3)
     draw = ImageDraw.Draw(page)
     draw.text((margin, margin), header_text, font=header, fill=TEXT_COLOR)
-    y = 2 * margin + header_size
+    y = 2 * margin + header.size
     for title, cells in sections:
         draw.text((margin, y), title, font=caption, fill=TEXT_COLOR)
         y += text_size + margin // 2
         page.paste(Image.fromarray(cells), (margin, y))
         y += cells.shape[0] + margin
-    buffer = io.BytesIO()
     # 4:4:4 chroma keeps the 1-pixel detail of small images from smearing.
-    page.save(buffer, format="JPEG", quality=90, subsampling=0)
-    atomic_write_bytes(path, buffer.getvalue())
+    return _save_page(page, path, format="JPEG", quality=90, subsampling=0)
 
 
-def save_traversal(
-    path: Path,
-    step: int | None,
-    traversals: np.ndarray,
-    kl_per_latent: np.ndarray,
-    values: np.ndarray,
-    order: np.ndarray,
-) -> None:
-    """Traversal grid: row r sweeps latent order[r] over values; PNG."""
-    rows = [f"z{i}  KL {kl_per_latent[i]:.2f}" for i in order[: len(traversals)]]
-    columns = [f"{v:.3g}" for v in np.asarray(values)]
-    title = "Latent traversals" + ("" if step is None else f" — step {step}")
-    save_labelled_grid(path, traversals, rows, columns, title)
-
-
-def save_labelled_grid(
-    path, sweeps, row_labels, column_labels, title, label_inches=1.35
-):
-    """sweeps (rows, columns, H, W, C) as one image grid with a label per row
-    (left) and per column (top) and a title; PNG."""
-    n_rows, n_columns, h, w, channels = sweeps.shape
-    pad, dpi = 2, 100
-    grid = image_grid(sweeps.reshape(-1, h, w, channels), n_rows, n_columns, pad=pad)
-    scale = max(1, 64 // h)  # show small images at ≥ 64 px so rows stay legible
-    image_w, image_h = grid.shape[1] * scale / dpi, grid.shape[0] * scale / dpi
-    right, top, bottom = 0.15, 0.85, 0.15  # inches, room for the labels
-    fig_w, fig_h = label_inches + image_w + right, top + image_h + bottom
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
-    ax = fig.add_axes(
-        (label_inches / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h)
+def labelled_grid_page(sweeps, row_labels, column_labels, title, notes=()):
+    """sweeps (rows, columns, H, W, C) as one image with a title, lines of notes,
+    a label left of each row and above each column. Drawn with Pillow, not
+    matplotlib: ~10× faster, and this runs at every plot_step."""
+    n_rows, n_columns, h, w, channels = np.shape(sweeps)
+    scale = max(1, MIN_CELL // h)
+    grid = image_grid(np.reshape(sweeps, (-1, h, w, channels)), n_rows, n_columns)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    pitch_y, pitch_x = (h + PAD) * scale, (w + PAD) * scale
+    text_size = int(np.clip(pitch_y // 5, 12, 18))
+    title_font, font = _fonts(text_size)
+    margin, line = text_size, text_size + 4
+    label_width = int(_text_width(row_labels, font)) + margin
+    head = margin + title_font.size + margin // 2 + line * len(notes) + line
+    width = max(
+        2 * margin + label_width + grid.shape[1],
+        2 * margin + int(_text_width([title], title_font)),
+        2 * margin + int(_text_width(notes, font)),
     )
-    show_labelled_canvas(
-        ax, grid,
-        pad + np.arange(n_rows) * (h + pad) + (h - 1) / 2, row_labels,
-        pad + np.arange(n_columns) * (w + pad) + (w - 1) / 2, column_labels,
-    )  # fmt: skip
-    fig.text(0.5, 1 - 0.2 / fig_h, title, ha="center", va="top", fontsize=13)
-    buffer = io.BytesIO()
-    # zlib level 1: a third of the default level 6's time (the page is large), and
-    # a file ~10 % bigger; this runs every plot_step during training.
-    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
-    atomic_write_bytes(path, buffer.getvalue())
+    page = Image.new("RGB", (width, head + grid.shape[0] + margin), (WHITE,) * 3)
+    draw = ImageDraw.Draw(page)
+    draw.text((margin, margin), title, font=title_font, fill=TEXT_COLOR)
+    for i, note in enumerate(notes):
+        y = margin + title_font.size + margin // 2 + i * line
+        draw.text((margin, y), note, font=font, fill=TEXT_COLOR)
+    left = margin + label_width
+    page.paste(Image.fromarray(grid), (left, head))
+    for c, label in enumerate(column_labels):
+        x = left + PAD * scale + c * pitch_x + w * scale // 2
+        draw.text((x, head - 4), label, font=font, fill=TEXT_COLOR, anchor="mb")
+    for r, label in enumerate(row_labels):
+        y = head + PAD * scale + r * pitch_y + h * scale // 2
+        draw.text((margin, y), label, font=font, fill=TEXT_COLOR, anchor="lm")
+    return page
 
 
-def show_labelled_canvas(ax, canvas, row_centres, row_labels, col_centres, col_labels):
-    """A pixel canvas with labelled rows (left) and columns (top), no frame."""
-    ax.imshow(canvas, interpolation="nearest")
-    ax.set_yticks(row_centres, row_labels, fontsize=10, family="monospace")
-    ax.set_xticks(col_centres, col_labels, fontsize=9)
-    ax.xaxis.tick_top()
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+def save_labelled_grid(path, sweeps, row_labels, column_labels, title, notes=()):
+    """labelled_grid_page as a PNG file; returns the PNG."""
+    page = labelled_grid_page(sweeps, row_labels, column_labels, title, notes)
+    # zlib level 1: a third of level 6's time for a file ~10 % bigger.
+    return _save_page(page, path, format="PNG", compress_level=1)
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:

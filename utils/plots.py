@@ -1,47 +1,103 @@
-"""Plots drawn from a run folder's logs: loss curves and KL per latent (PNG)."""
+"""Plots of a run (PNG): loss curves from its logs, driven by the objective's own
+description (utils/objectives.py), and KL per latent."""
 
-import csv
-import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from utils.files import atomic_write_bytes
+from utils.images import save_figure
+from utils.objectives import objective_of
 
-TRAIN_COLOR, VALIDATION_COLOR, CAPACITY_COLOR = "tab:blue", "tab:orange", "tab:green"
+TRAIN_COLOR, VALIDATION_COLOR, TARGET_COLOR = "tab:blue", "tab:orange", "tab:green"
+HIGHLIGHT_COLOR, INACTIVE_COLOR = "tab:orange", "silver"
+MAX_BARS = 40  # more would not be legible; the rest are counted in the axis label
+ACTIVE_THRESHOLD = 0.01  # nats: a latent with less KL carries (almost) nothing
+
+# ---- KL per latent
 
 
-def read_log_csv(path: Path) -> dict[str, np.ndarray]:
-    """CSV with a header row → {column: float array}; empty or bad cells → nan."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return {}
-    header, body = rows[0], [row for row in rows[1:] if row]
+def latents_by_kl(kl: np.ndarray) -> np.ndarray:
+    """Latent indices, most informative (largest KL) first; ties by index."""
+    return np.argsort(-np.asarray(kl), kind="stable")
 
-    def number(cell: str) -> float:
-        try:
-            return float(cell)
-        except ValueError:  # "" from a column a row did not log
-            return np.nan
 
-    return {
-        name: np.array(
-            [number(row[j]) if j < len(row) else np.nan for row in body],
-            dtype=np.float64,
+def kl_order_note(num_images: int) -> str:
+    return f"latents sorted by KL on {num_images} test images"
+
+
+def shown_note(shown: int, latents: int) -> str:
+    return (
+        f"top {shown} of {latents} latents"
+        if shown < latents
+        else f"all {latents} latents"
+    )
+
+
+def draw_kl_bars(
+    ax,
+    kl,
+    num_images,
+    active_threshold=ACTIVE_THRESHOLD,
+    highlight=(),
+    max_bars=MAX_BARS,
+):
+    """Bars of KL per latent (nats), largest first, at most `max_bars`, on a log
+    axis with the active threshold dashed; `highlight`ed latents in orange."""
+    kl = np.asarray(kl, dtype=np.float64)
+    order = latents_by_kl(kl)
+    shown = order[:max_bars]
+    # Log scale: inactive latents sit 3+ orders of magnitude below active ones, and
+    # the 0.01-nat threshold would be invisible on a linear axis. Below the floor
+    # a latent carries nothing worth a bar.
+    floor = active_threshold / 1000
+    highlight = set(np.asarray(highlight, dtype=int).tolist())
+    colors = [
+        HIGHLIGHT_COLOR if i in highlight else
+        TRAIN_COLOR if kl[i] > active_threshold else INACTIVE_COLOR
+        for i in shown
+    ]  # fmt: skip
+    x = np.arange(len(shown))
+    ax.bar(x, np.maximum(kl[shown], floor), color=colors)
+    ax.axhline(active_threshold, color="black", linestyle="--", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_ylim(floor, max(kl.max(initial=0.0), active_threshold) * 2)
+    rotation = 90 if len(shown) > 16 else 0
+    ax.set_xticks(x, [f"z{i}" for i in shown], rotation=rotation, fontsize=8)
+    ax.set_xlim(-0.6, len(shown) - 0.4)
+    note = kl_order_note(num_images)
+    if len(shown) < len(kl):
+        rest = kl[order[len(shown)]]
+        note += (
+            f"\n{len(shown)} of {len(kl)} shown; the other {len(kl) - len(shown)} "
+            f"have KL ≤ {rest:.2g} nats"
         )
-        for j, name in enumerate(header)
-    }
+    ax.set_xlabel(note, fontsize=9)
+    ax.set_ylabel("KL (nats)")
+    n_active = int((kl > active_threshold).sum())
+    ax.set_title(
+        f"{n_active} of {len(kl)} latents active (KL > {active_threshold:g} nats, "
+        "dashed)",
+        fontsize=10,
+    )
+    ax.grid(axis="y", alpha=0.3)
 
 
-def _save(fig: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    atomic_write_bytes(path, buffer.getvalue())
+def kl_bars_figure(kl, num_images, active_threshold=ACTIVE_THRESHOLD) -> Figure:
+    bars = min(len(kl), MAX_BARS)
+    fig = Figure(figsize=(max(6.0, 0.28 * bars + 1.5), 4.2), layout="constrained")
+    draw_kl_bars(fig.add_subplot(), kl, num_images, active_threshold)
+    fig.suptitle("KL per latent")
+    return fig
+
+
+def save_kl_bars(path: Path, kl, num_images, active_threshold=ACTIVE_THRESHOLD):
+    """kl_per_latent.png: `kl` the mean KL per latent on `num_images` images."""
+    save_figure(kl_bars_figure(kl, num_images, active_threshold), path)
+
+
+# ---- loss curves
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -55,6 +111,22 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan)
 
 
+def _is_noisy(values: np.ndarray) -> bool:
+    # A schedule (β, C) is piecewise linear in the step: its second differences
+    # are zero almost everywhere, and smoothing would only round its corners.
+    values = values[np.isfinite(values)]
+    if len(values) < 3:
+        return False
+    bend = np.median(np.abs(np.diff(values, 2)))
+    return bool(bend > 1e-9 * (np.ptp(values) + 1e-12))
+
+
+def _varies(*series) -> bool:
+    values = np.concatenate([np.asarray(s, np.float64) for s in series] or [[]])
+    values = values[np.isfinite(values)]
+    return values.size > 0 and np.ptp(values) > 0
+
+
 def _maybe_log(ax, *series: np.ndarray) -> None:
     # Log scale only when it helps: positive values spanning > 2 orders of magnitude
     # (the first steps' reconstruction loss dwarfs the rest of the run).
@@ -63,117 +135,74 @@ def _maybe_log(ax, *series: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
-def save_loss_curves(
-    path: Path, train: dict[str, np.ndarray], validation: dict[str, np.ndarray]
-) -> None:
-    """Four panels against step: loss, reconstruction, KL, and β or C (nats)."""
-    validation = validation or {}
-    use_capacity = "capacity" in train and np.isfinite(train["capacity"]).any()
-    schedule = "capacity" if use_capacity else "beta"
+def loss_panels(train, validation, p) -> list[tuple[str, str]]:
+    """(log column, title) of each panel: the four every objective logs, then the
+    objective's own terms, except its KL target (drawn on the KL panel) and any
+    that never change (a constant β adds nothing)."""
+    objective = objective_of(p or {})
+    loss_title = f"loss: {objective.paper}\n{textwrap.fill(objective.loss, 72)}"
     panels = [
-        ("loss", "Total loss"),
-        ("reconstruction_loss", "Reconstruction loss"),
+        ("loss", loss_title),
+        ("reconstruction_loss", "reconstruction loss"),
         ("kl", "KL (nats)"),
-        (schedule, "Capacity C (nats)" if use_capacity else "β"),
-    ]
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True).ravel()
-    train_step = train.get("step", np.array([]))
-    # ~1/50 of the run: smooths batch noise without hiding trends.
-    window = max(1, len(train_step) // 50)
-    for ax, (name, title) in zip(axes, panels, strict=True):
-        ax.set_title(title)
+        ("negative_elbo", "negative ELBO = reconstruction + KL\n"
+         "validation: what model selection uses"),
+    ]  # fmt: skip
+    for term, title in objective.terms.items():
+        if term != objective.kl_target and _varies(
+            train.get(term, []), validation.get(term, [])
+        ):
+            panels.append((term, title))
+    return panels
+
+
+def _plot_training(ax, step, values, window):
+    if _is_noisy(values) and window > 1:
+        ax.plot(step, values, color=TRAIN_COLOR, alpha=0.2, linewidth=0.8)
+        values = moving_average(values, window)
+    ax.plot(step, values, color=TRAIN_COLOR, linewidth=1.5, label="training")
+
+
+def loss_curves_figure(train, validation, p) -> Figure:
+    train, validation = train or {}, validation or {}
+    objective = objective_of(p or {})
+    panels = loss_panels(train, validation, p)
+    rows = -(-len(panels) // 2)
+    fig = Figure(figsize=(11, 3.3 * rows + 0.5), dpi=120, layout="constrained")
+    axes = fig.subplots(rows, 2, sharex=True, squeeze=False).ravel()
+    step = train.get("step", np.array([]))
+    window = max(1, len(step) // 50)  # ~1/50 of the run: smooths batch noise
+    for ax, (name, title) in zip(axes, panels, strict=False):
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         shown = []
-        if name in train and len(train_step):
-            raw = train[name]
-            smooth = moving_average(raw, window) if name != schedule else raw
-            if name != schedule and window > 1:
-                ax.plot(train_step, raw, color=TRAIN_COLOR, alpha=0.2, linewidth=0.8)
-            ax.plot(
-                train_step,
-                smooth,
-                color=TRAIN_COLOR,
-                linewidth=1.5,
-                label="training" if name != schedule else None,
-            )
-            shown.append(raw)
-        if name in validation and "step" in validation and len(validation["step"]):
-            ax.plot(
-                validation["step"],
-                validation[name],
-                "o",
-                color=VALIDATION_COLOR,
-                markersize=4,
-                label="validation",
-            )
+        if name in train and len(step):
+            _plot_training(ax, step, train[name], window)
+            shown.append(train[name])
+        if name in validation and len(validation.get("step", [])):
+            ax.plot(validation["step"], validation[name], "o", markersize=4,
+                    color=VALIDATION_COLOR, label="validation")  # fmt: skip
             shown.append(validation[name])
-        if name == "kl" and use_capacity:
+        target = objective.kl_target
+        if name == "kl" and target in train and len(step):
             # The capacity objective pulls KL towards C (Burgess 2018): show both.
-            ax.plot(
-                train_step,
-                train["capacity"],
-                "--",
-                color=CAPACITY_COLOR,
-                linewidth=1.2,
-                label="capacity C",
-            )
+            ax.plot(step, train[target], "--", color=TARGET_COLOR, linewidth=1.2,
+                    label=objective.terms[target])  # fmt: skip
         if shown:
             _maybe_log(ax, *shown)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="best", fontsize=9)
+            ax.legend(loc="best", fontsize=8)
         else:
-            ax.text(
-                0.5,
-                0.5,
-                "no data",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="gray",
-            )
-    for ax in axes[2:]:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")  # fmt: skip
+    for ax in axes[len(panels) :]:
+        fig.delaxes(ax)
+    for ax in axes[max(0, len(panels) - 2) : len(panels)]:  # each column's last
+        ax.xaxis.set_tick_params(labelbottom=True)
         ax.set_xlabel("step")
-    _save(fig, path)
+    return fig
 
 
-def save_kl_bars(
-    path: Path,
-    kl_per_latent: np.ndarray,
-    title: str = "KL per latent",
-    active_threshold: float = 0.01,
-) -> None:
-    """Bars of KL per latent (nats), sorted descending, threshold as a dashed line."""
-    kl = np.asarray(kl_per_latent, dtype=np.float64)
-    order = np.argsort(-kl, kind="stable")
-    n_active = int((kl > active_threshold).sum())
-    # Log scale: inactive latents sit 3+ orders of magnitude below active ones, and
-    # the 0.01-nat threshold would be invisible on a linear axis. Below the floor
-    # (1e-5 nats by default) a latent carries nothing worth a bar.
-    floor = active_threshold / 1000
-    fig = Figure(figsize=(max(6.0, 0.32 * len(kl) + 1.5), 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    x = np.arange(len(kl))
-    ax.bar(
-        x,
-        np.maximum(kl[order], floor),
-        color=np.where(kl[order] > active_threshold, TRAIN_COLOR, "silver"),
-    )
-    ax.axhline(
-        active_threshold,
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label=f"active threshold {active_threshold:g} nats",
-    )
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=floor, top=max(kl.max(initial=0.0), active_threshold) * 2)
-    ax.set_xticks(
-        x, [f"z{i}" for i in order], rotation=90 if len(kl) > 16 else 0, fontsize=9
-    )
-    ax.set_xlim(-0.6, len(kl) - 0.4)
-    ax.set_ylabel("KL (nats)")
-    ax.set_title(f"{title} — {n_active} of {len(kl)} active")
-    ax.legend(loc="upper right", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+def save_loss_curves(path: Path, train, validation, p) -> None:
+    """loss_curves.png from log.csv and validation.csv (read_log_csv) and the
+    run's parameters `p`, which name the objective and so its panels."""
+    save_figure(loss_curves_figure(train, validation, p), path)

@@ -5,13 +5,14 @@ A run folder is never deleted or overwritten by another run: a new run without a
 if its parameters agree with the saved ones.
 """
 
-import fcntl
 import json
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
-from utils.files import atomic_write_bytes, remove_stale_temporaries
+from utils.files import FileLock, atomic_write_bytes, remove_stale_temporaries
+from utils.objectives import objective_of
 
 # Parameters that may change when a run is resumed: they say how long and how
 # often, not what is trained, except learning_rate, which a run that diverged needs
@@ -33,10 +34,19 @@ RESUMABLE_CHANGES = {
     "steps_per_call",
     "jit_compile",
     "learning_rate",
+    "metrics_protocol",
+    "checkpoint",
 }
 # Parameters added after runs were made, with the value those runs were trained
 # with: an older params.json lacks them and still resumes, evaluates and analyses.
-ADDED_LATER = {"precision": "float32"}
+ADDED_LATER = {
+    "precision": "float32",
+    "factor_gamma": 35.0,
+    "lambda_od": 10.0,
+    "lambda_d": None,
+    "metrics_protocol": "reference",
+    "checkpoint": "latest",
+}
 # Resumable, but they change what is trained from the resume on: a resume says so.
 TRAINING_CHANGES = ("learning_rate",)
 
@@ -47,15 +57,7 @@ class RunFolderError(Exception):
 
 def default_run_name(p):
     """A readable name from what distinguishes the experiment."""
-    if p["objective"] == "capacity":
-        what = f"capacity{p['capacity_max']:g}_gamma{p['gamma']:g}"
-    elif p["beta_schedule"] == "constant":
-        what = f"beta{p['beta']:g}"
-    elif p["beta_schedule"] == "warmup":
-        what = f"beta{p['beta']:g}_warmup{p['beta_steps']}"
-    else:
-        what = f"beta{p['beta_start']:g}to{p['beta']:g}_over{p['beta_steps']}"
-    return f"{p['dataset']}_{what}_seed{p['seed']}"
+    return f"{p['dataset']}_{objective_of(p).tag(p)}_seed{p['seed']}"
 
 
 def unused_name(predictions, base):
@@ -68,47 +70,41 @@ def unused_name(predictions, base):
 
 
 class RunLock:
-    """An exclusive lock on a run folder, held while a process writes into it. The
-    OS releases it when the process dies, even by SIGKILL, so it never goes stale."""
+    """An exclusive lock on a run folder, held while a process writes into it: a
+    files.FileLock on <folder>/.lock, so it never goes stale and leaves no file."""
+
+    DEFAULT_BUSY_ADVICE = (
+        "Wait for it to finish, stop it, or choose another --run_name."
+    )
 
     def __init__(self, folder):
-        self.path = Path(folder) / ".lock"
-        self.file = None
+        self.folder = Path(folder)
+        self.lock = FileLock(self.folder / ".lock")
 
-    def acquire(self):
-        """Create the folder if need be and lock it, or raise RunFolderError. Being
-        the only writer, it then removes the temporary files a killed one left."""
-        folder = self.path.parent
+    def acquire(self, busy_advice=DEFAULT_BUSY_ADVICE):
+        """Create the folder if need be and lock it, or raise RunFolderError, whose
+        message ends with `busy_advice` if another process holds it. Being the only
+        writer, it then removes the temporary files a killed one left."""
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a+")
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.file.truncate(0)
-            self.file.write(f"process {os.getpid()}")
-            self.file.flush()
-            remove_stale_temporaries(folder)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            raise RunFolderError(
-                f"{folder} is in use by {holder}; two processes writing one run "
-                "would corrupt it. Wait for it to finish, stop it, or choose another "
-                "--run_name."
-            ) from None
+            self.folder.mkdir(parents=True, exist_ok=True)
+            locked = self.lock.acquire(wait=False)
+            if locked:
+                remove_stale_temporaries(self.folder)
         except OSError as error:
             self.release()
             raise RunFolderError(
-                f"{cannot_write(folder, error)}; choose --predictions_dir=<a folder "
-                "you can write>"
+                f"{cannot_write(self.folder, error)}; choose --predictions_dir=<a "
+                "folder you can write>"
             ) from None
+        if not locked:
+            raise RunFolderError(
+                f"{self.folder} is in use by {self.lock.holder or 'another process'}"
+                f"; two processes writing one run would corrupt it. {busy_advice}"
+            )
         return self
 
     def release(self):
-        if self.file:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-            self.file = None
+        self.lock.release()
 
 
 def check_writable(folder):
@@ -158,9 +154,23 @@ def _size(count):
 
 
 def load_parameters(folder):
-    """The parameters saved in a run folder, or None if it has none."""
+    """The parameters saved in a run folder, or None if it has none; RunFolderError
+    if its params.json is not a JSON object (a hand edit gone wrong, say)."""
     path = Path(folder) / "params.json"
-    return {**ADDED_LATER, **json.loads(path.read_text())} if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as error:  # bad JSON (with its line and column), or not UTF-8
+        problem = str(error)
+    else:
+        if isinstance(saved, dict):
+            return {**ADDED_LATER, **saved}
+        problem = f"not a JSON object but {json.dumps(saved)[:40]}"
+    raise RunFolderError(
+        f"cannot read the run's parameters from {path}: {problem}. Fix it, or "
+        "delete it: a training rerun restores it from the run's latest checkpoint"
+    )
 
 
 def check_same_experiment(saved, p, folder):
@@ -201,3 +211,18 @@ def record_parameters(folder, p, params_file):
 def _normal(value):
     """JSON turns tuples into lists and keeps ints: compare like with like."""
     return json.loads(json.dumps(value))
+
+
+def write_status(folder, state, step, num_steps, reason):
+    """status.json: where the run stands, for the compare page and for a user
+    reading the folder. `state`: training | finished | stopped | diverged |
+    failed. A run killed while training keeps "training" with no process holding
+    its lock."""
+    status = {
+        "state": state,
+        "step": int(step),
+        "num_steps": int(num_steps),
+        "reason": reason,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write_bytes(Path(folder) / "status.json", json.dumps(status, indent=1))

@@ -1,7 +1,7 @@
-"""The benchmark's measure of the real loop (utils/benchmark.py): `python main.py`
-in a subprocess, its pace read from the wall times of its own TensorBoard events,
-the cost of its validations, checkpoints and images, its start-up and its peak
-memory."""
+"""`python main.py` measured from outside, as a process: the real loop at the
+default frequencies, its pace read from the wall times of its own TensorBoard
+events, the cost of its validations, checkpoints and images, its start-up and its
+peak memory; and how long `python main.py --help` takes."""
 
 import os
 import subprocess
@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from main import steps_in_next_call
 from utils import cli
+from utils.steps import steps_in_next_call
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+MAIN = REPO / "main.py"
 
 
 def loop_schedule(p, period):
@@ -49,7 +50,7 @@ def run_main(args, log_path):
     with open(log_path, "w") as log:
         start, anonymous = time.time(), 0
         process = subprocess.Popen(
-            [sys.executable, str(REPO / "main.py"), *args],
+            [sys.executable, str(MAIN), *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
         )  # fmt: skip
         while not (reaped := os.wait4(process.pid, os.WNOHANG))[0]:
@@ -76,18 +77,35 @@ def anonymous_mib(pid):
 
 
 def step_times(run_folder):
-    """{step: wall time of its first train scalar}, from the TensorBoard events."""
+    """{step: wall time of its train scalars}, from the TensorBoard events (the
+    step images, written later by the drawing thread, are left out)."""
     times = {}
     for path in sorted((run_folder / "tensorboard" / "train").glob("events.out.*")):
         for record in tf.data.TFRecordDataset(str(path)):
             event = tf.compat.v1.Event.FromString(record.numpy())
-            if event.summary.value:
+            if any(value.HasField("simple_value") for value in event.summary.value):
                 times[event.step] = min(event.wall_time, times.get(event.step, 1e30))
     return times
 
 
+def help_seconds(runs=5):
+    """Median wall time of `python main.py --help`, Python's start-up included:
+    what a user waits for (it imports no TensorFlow)."""
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(MAIN), "--help"],
+            check=True, capture_output=True, stdin=subprocess.DEVNULL, cwd=REPO,
+        )  # fmt: skip
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds))
+
+
 def measure_loop(p, data_dir, predictions, name, sizes):
-    schedule, (first, last) = loop_schedule(p, sizes["period"])
+    """`python main.py` with the parameters `p` at the frequencies of
+    loop_schedule, into predictions/name → its figures."""
+    schedule, window = loop_schedule(p, sizes["period"])
     overrides = {
         "dataset": p["dataset"], "data_dir": str(data_dir), "run_name": name,
         "predictions_dir": str(predictions), "metrics_at_end": False,  # after the loop
@@ -97,35 +115,37 @@ def measure_loop(p, data_dir, predictions, name, sizes):
     args = [cli.as_argument(k, v) for k, v in overrides.items()]
     start, seconds, peak, anonymous = run_main(args, predictions / f"{name}.log")
     times = step_times(predictions / name)
-    ends = call_ends({**p, **schedule})
-    window = [s for s in ends if first <= s <= last]
-    typical = float(np.median(np.diff([times[s] for s in window]) / np.diff(window)))
+    return {
+        **pace(times, {**p, **schedule}, window, start),
+        **window_counts(schedule, window),
+        "process_s": seconds,
+        "peak_memory_mib": peak,
+        "peak_anonymous_mib": anonymous,
+    }
+
+
+def pace(times, p, window, start):
+    """The loop's pace in the window (first, last] of steps, from the wall times of
+    its calls' ends, and what its events and its start-up add to it."""
+    first, last = window
+    ends = call_ends(p)
+    inside = [s for s in ends if first <= s <= last]
+    typical = float(np.median(np.diff([times[s] for s in inside]) / np.diff(inside)))
 
     def extra(step):  # what the call after `step` took beyond its steps' share
         after = ends[ends.index(step) + 1]
         return times[after] - times[step] - typical * (after - step)
 
-    window_s = times[last] - times[first]
     # What one validation (+ checkpoints), then the images, add: the first
     # validation and the first images in the window.
     validation, plot = (
-        (first // schedule[k] + 1) * schedule[k]
-        for k in ("validation_step", "plot_step")
+        (first // p[k] + 1) * p[k] for k in ("validation_step", "plot_step")
     )
+    window_s = times[last] - times[first]
     return {
         "images_per_s": (last - first) * p["batch_size"] / window_s,
         "window_s": window_s,
         "window_images": (last - first) * p["batch_size"],
-        # How many of each event the window holds.
-        **{
-            f"window_{name}": last // schedule[key] - first // schedule[key]
-            for name, key in (
-                ("validations", "validation_step"),
-                ("checkpoints", "checkpoint_step"),
-                ("plots", "plot_step"),
-                ("logs", "log_step"),
-            )
-        },  # fmt: skip
         "median_step_ms": 1000 * typical,
         # The window's time beyond its steps at their typical pace: validation,
         # checkpoints, images.
@@ -134,7 +154,17 @@ def measure_loop(p, data_dir, predictions, name, sizes):
         "images_s": extra(plot) - extra(validation),
         # The first call's end, less its other steps at the typical pace.
         "first_step_s": times[ends[0]] - start - typical * (ends[0] - 1),
-        "process_s": seconds,
-        "peak_memory_mib": peak,
-        "peak_anonymous_mib": anonymous,
+    }
+
+
+def window_counts(schedule, window):
+    """How many of each event the window (first, last] holds."""
+    first, last = window
+    events = {
+        "validations": "validation_step", "checkpoints": "checkpoint_step",
+        "plots": "plot_step", "logs": "log_step",
+    }  # fmt: skip
+    return {
+        f"window_{name}": last // schedule[key] - first // schedule[key]
+        for name, key in events.items()
     }

@@ -1,0 +1,438 @@
+"""utils.compare (runs side by side) on run folders written by hand: params.json,
+status.json, logs, metrics and images as training, --mode=evaluate and
+--mode=analyze leave them, some broken on purpose. No TensorFlow."""
+
+import fcntl
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import compare
+from utils.compare import compare_runs, last_values
+from utils.compare_page import summary
+from utils.images import PAD, save_labelled_grid
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = {  # a resolved params.json, trimmed to what the page reads or compares
+    "run_name": None, "mode": "train", "seed": 0, "dataset": "dsprites",
+    "data_dir": "data", "predictions_dir": "predictions", "latent_size": 10,
+    "objective": "beta", "beta": 1.0, "beta_schedule": "constant",
+    "beta_start": 100.0, "beta_steps": 40000, "gamma": 1000.0, "capacity_max": None,
+    "capacity_steps": 100000, "factor_gamma": 35.0, "lambda_od": 10.0,
+    "lambda_d": None, "batch_size": 64, "learning_rate": 5e-4, "num_steps": 200,
+    "strategy": "auto", "steps_per_call": 10, "jit_compile": "auto",
+    "precision": "float32", "log_step": 1, "plot_step": 1000,
+    "checkpoint_step": 1000, "metrics_at_end": True,
+    "metrics_protocol": "reference", "checkpoint": "latest",
+}  # fmt: skip
+TERMS = ["loss", "reconstruction_loss", "kl", "negative_elbo", "beta"]
+
+
+def write_json(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def write_log(path, rows, per_latent=()):
+    """rows: (step, reconstruction, KL) → a log in the layout main.py writes."""
+    lines = [",".join(["step", *TERMS, *per_latent])]
+    for step, recon, kl in rows:
+        cells = [step, recon + kl, recon, kl, recon + kl, 1.0, *[0.1] * len(per_latent)]
+        lines.append(",".join(map(str, cells)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def make_run(predictions, name, log=(), validation=(), **files_and_params):
+    """A run folder; `metrics`, `status`, `active` write those files, other
+    keywords are parameters."""
+    folder = predictions / name
+    files = {k: files_and_params.pop(k, None) for k in ("metrics", "status", "active")}
+    write_json(folder / "params.json", {**PARAMS, "run_name": name, **files_and_params})
+    if log:
+        write_log(folder / "log.csv", log, ["kl_z0", "kl_z1"])
+    if validation:
+        write_log(folder / "validation.csv", validation)
+    if files["metrics"] is not None:
+        write_json(folder / "metrics.json", files["metrics"])
+    if files["status"] is not None:
+        state, step, reason = files["status"]
+        status = {"state": state, "step": step, "num_steps": 200, "reason": reason}
+        write_json(folder / "status.json", {**status, "updated": "2026-11-30T10:00"})
+    if files["active"] is not None:
+        write_json(
+            folder / "analysis" / "analysis.json", {"active_latents": files["active"]}
+        )
+    return folder
+
+
+def write_png(path, width=4, height=4):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (width, height)).save(path)
+
+
+def tables(predictions):
+    """comparison.md's tables by the first word of their section title ("Runs"
+    when there is none), each row as {column: cell}."""
+    text = (predictions / "comparison.md").read_text()
+    found, title = {}, "Runs"
+    for block in text.split("\n\n"):
+        if block.startswith("## "):
+            title = block[3:].split(":")[0]
+        elif block.startswith("| "):
+            header, _, *rows = (split_row(line) for line in block.splitlines())
+            found[title] = [dict(zip(header, row, strict=True)) for row in rows]
+    return found
+
+
+def split_row(line):
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def runs_table(predictions):
+    """{run name: its row}, in the page's order."""
+    return {re.match(r"\[(.+?)\]", r["Run"])[1]: r for r in tables(predictions)["Runs"]}
+
+
+# --- one row per run
+
+
+@pytest.fixture
+def predictions(tmp_path):
+    a = make_run(
+        tmp_path, "a_beta4", beta=4.0,
+        log=[(100, 8, 1), (200, 6.5, 0.5)], validation=[(200, 7.25, 0.75)],
+        metrics={"beta_vae": 0.91234, "factor_vae": 0.7, "mig": 0.25,
+                 "dci_disentanglement": 0.333333, "step": 200, "protocols": {}},
+        status=("finished", 200, "reached num_steps"), active=5,
+    )  # fmt: skip
+    write_png(a / "analysis" / "traversal_grid.png")
+    b = make_run(
+        tmp_path, "b_warmup", dataset="celeba", beta=10, beta_schedule="warmup",
+        log=[(500, 18.5, 1.5), (1000, 17.125, 1.875)], num_steps=2000,
+    )  # fmt: skip
+    for step in (1000, 2000):  # the newest (step 2000) should be shown
+        write_png(b / "traversals" / f"traversal_{step:07d}.png")
+    make_run(tmp_path, "c_decrease", beta_schedule="decrease", beta_steps=39600)
+    make_run(tmp_path, "d_capacity", objective="capacity", capacity_max=25, gamma=1000)
+    write_png(tmp_path / "not_a_run" / "x.png")  # no params.json: not a run
+    return tmp_path
+
+
+def test_one_row_per_run_with_its_numbers_and_dashes(predictions):
+    assert compare_runs(predictions) == predictions / "comparison.html"
+    rows = runs_table(predictions)
+    assert list(rows) == ["a_beta4", "b_warmup", "c_decrease", "d_capacity"]
+    a, b, c, d = rows.values()
+    assert [a[k] for k in ("Dataset", "Objective", "Seed", "Steps")] == [
+        "dsprites", "β-VAE, β = 4", "0", "200"
+    ]  # fmt: skip
+    assert [a["Reconstruction"], a["KL (nats)"], a["Active latents"]] == [
+        "7.25", "0.75", "5 / 10"
+    ]  # fmt: skip
+    metrics = ["β-VAE score", "FactorVAE score", "MIG", "DCI disent."]
+    assert [a[k] for k in metrics] == ["0.912", "0.700", "0.250", "0.333"]
+    # No validation yet: the last training row, said so.
+    assert [b["Reconstruction"], b["KL (nats)"]] == ["17.12 (train)", "1.88 (train)"]
+    assert b["Objective"] == "β-VAE, β warm-up 0→10 over 40000 steps"
+    assert c["Objective"] == "β-VAE, β 100→1 over 39600 steps"
+    assert d["Objective"] == "capacity C→25 nats over 100000 steps, γ = 1000"
+    assert {c[k] for k in [*metrics, "Steps", "Reconstruction"]} == {"–"}
+    assert c["Top traversals"] == d["Top traversals"] == "–"
+    page = (predictions / "comparison.html").read_text()
+    assert page.count("<tr>") == 1 + 4 and "not_a_run" not in page
+    assert "β-VAE, β warm-up 0→10 over 40000 steps" in page
+
+
+def test_links_are_relative_and_exist(predictions):
+    page = compare_runs(predictions).read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert images == [
+        "a_beta4/analysis/traversal_grid.png",
+        "b_warmup/traversals/traversal_0002000.png",
+    ]
+    links = re.findall(r'(?:href|src)="([^"]+)"', page)
+    links += re.findall(r"\]\(([^)]+)\)", (predictions / "comparison.md").read_text())
+    # Each run, and each image twice, but the tall traversal once in markdown.
+    assert len(links) == 2 * (4 + 2 * 2) - 1
+    for link in links:
+        assert not link.startswith(("/", "http")) and (predictions / link).exists()
+    assert "<script" not in page and "<link" not in page  # self-contained
+
+
+def test_named_runs_keep_their_order_and_unknown_names_are_refused(predictions):
+    compare_runs(predictions, ["d_capacity", "a_beta4"])
+    assert list(runs_table(predictions)) == ["d_capacity", "a_beta4"]
+    with pytest.raises(ValueError, match="nope") as error:
+        compare_runs(predictions, ["a_beta4", "nope"])
+    for name in ["a_beta4", "b_warmup", "c_decrease", "d_capacity"]:
+        assert name in str(error.value)
+    with pytest.raises(ValueError, match="not_a_run"):
+        compare_runs(predictions, ["not_a_run"])
+
+
+# --- seeds
+
+
+def seed_run(predictions, name, seed, recon, mig=None, metrics=None, **more):
+    """A finished run of β = 4 with this seed, reconstruction and MIG."""
+    return make_run(
+        predictions, name, seed=seed, beta=4.0, validation=[(200, recon, 2.0)],
+        metrics={"mig": mig} if metrics is None else metrics,
+        status=("finished", 200, "reached num_steps"), **{"active": 5, **more},
+    )  # fmt: skip
+
+
+def test_runs_differing_only_in_seed_and_bookkeeping_show_mean_and_sample_std(
+    tmp_path,
+):
+    seed_run(tmp_path, "a_seed0", 0, 10.0, 0.4)
+    seed_run(tmp_path, "b_other", 0, 20.0, 0.3, batch_size=128)
+    seed_run(tmp_path, "c_seed1", 1, 12.0, 0.5, steps_per_call=50, jit_compile="on")
+    seed_run(tmp_path, "d_seed2", 2, 14.0, 0.6, active=6, data_dir="/elsewhere",
+             strategy="mirrored", log_step=10, metrics_protocol="fast")  # fmt: skip
+    compare_runs(tmp_path)
+    groups = tables(tmp_path)["Groups"]
+    assert [g["Seeds"] for g in groups] == ["0, 1, 2 (n = 3)", "0 (n = 1)"]
+    # Sample std (ddof=1): the population's would be 0.082 and 1.63.
+    assert groups[0]["MIG"] == "0.500 ± 0.100"
+    assert groups[0]["Reconstruction"] == "12.00 ± 2.00"
+    assert groups[0]["Active latents"] == "5.3 ± 0.6 / 10"
+    assert groups[0]["Status"] == "3 finished"
+    assert [groups[1][k] for k in ("MIG", "Reconstruction")] == ["0.300", "20.00"]
+    assert "±" not in "".join(groups[1].values())
+    # Each group's runs together, next to their summary.
+    rows = runs_table(tmp_path)
+    assert list(rows) == ["a_seed0", "c_seed1", "d_seed2", "b_other"]
+    assert [r["Seed"] for r in rows.values()] == ["0", "1", "2", "0"]
+    assert "0.500 ± 0.100" in (tmp_path / "comparison.html").read_text()
+
+
+def test_a_group_summarises_its_finished_runs_and_says_how_many(tmp_path):
+    seed_run(tmp_path, "s0", 0, 10.0, 0.4)
+    seed_run(tmp_path, "s1", 1, 12.0, 0.5, metrics={})  # not evaluated
+    make_run(tmp_path, "s2", seed=2, beta=4.0, validation=[(50, 99.0, 9.0)],
+             status=("diverged", 55, "loss nan"))  # fmt: skip
+    compare_runs(tmp_path)
+    (group,) = tables(tmp_path)["Groups"]
+    assert group["Status"] == "2 finished, 1 diverged"
+    assert group["Reconstruction"] == "11.00 ± 1.41 (n = 2)"
+    assert group["MIG"] == "0.400 (n = 1)"
+
+
+# --- metrics: which protocol
+
+
+def test_fast_protocol_numbers_are_marked_and_never_averaged_with_reference(
+    tmp_path,
+):
+    seed_run(tmp_path, "both", 0, 10.0, metrics={"mig": 0.5, "mig_fast": 0.9})
+    seed_run(tmp_path, "reference", 1, 10.0, 0.7)
+    seed_run(tmp_path, "fast", 2, 10.0,
+             metrics={"mig_fast": 0.2, "dci_completeness_fast": 0.45})  # fmt: skip
+    compare_runs(tmp_path)
+    rows = runs_table(tmp_path)
+    assert [r["MIG"] for r in rows.values()] == ["0.500", "0.200 (fast)", "0.700"]
+    assert rows["fast"]["DCI compl."] == "0.450 (fast)"
+    (group,) = tables(tmp_path)["Groups"]
+    assert group["MIG"] == "0.600 ± 0.141 (n = 2); 0.200 (fast, n = 1)"
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "“(fast)”: the smaller, faster protocol" in markdown
+
+
+# --- status
+
+
+def test_status_says_how_each_run_ended_or_that_it_is_running(tmp_path):
+    log = [(step, 5.0, 1.0) for step in (50, 120)]
+    make_run(tmp_path, "finished", status=("finished", 200, "reached num_steps"))
+    running = make_run(tmp_path, "running", log=log, status=("training", 0, ""))
+    make_run(tmp_path, "stopped", status=("stopped", 70, "stopped by SIGINT"))
+    make_run(tmp_path, "diverged", status=("diverged", 55, "loss nan"))
+    killed = make_run(tmp_path, "killed", log=log, status=("training", 0, ""))
+    make_run(tmp_path, "failed", status=("failed", 10, "out of memory"))
+    make_run(tmp_path, "old_done", log=[(200, 5.0, 1.0)])  # before status.json
+    make_run(tmp_path, "old_part", log=[(50, 5.0, 1.0)])
+    (killed / ".lock").write_text("process 1")  # left by a killed process
+    with open(running / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        compare_runs(tmp_path)
+    status = {name: row["Status"] for name, row in runs_table(tmp_path).items()}
+    assert status == {
+        "diverged": "diverged at step 55",
+        "failed": "failed",
+        "finished": "finished",
+        "killed": "interrupted at step 120 of 200",
+        "old_done": "finished",
+        "old_part": "unfinished at step 50 of 200",
+        "running": "running",
+        "stopped": "stopped at step 70 of 200",
+    }
+    assert not (tmp_path / "finished" / ".lock").exists()  # looked, never created
+    assert 'title="stopped by SIGINT"' in (tmp_path / "comparison.html").read_text()
+
+
+# --- parameters
+
+
+def test_every_parameter_that_differs_has_a_column_but_bookkeeping(tmp_path):
+    make_run(tmp_path, "small", batch_size=64, seed=0)
+    make_run(tmp_path, "large", batch_size=128, seed=1, steps_per_call=50)
+    compare_runs(tmp_path)
+    rows = runs_table(tmp_path)
+    assert [r["batch_size"] for r in rows.values()] == ["128", "64"]
+    header = set(rows["small"])
+    assert not header & {"seed", "steps_per_call", "run_name"}
+
+
+def test_parameters_an_objective_does_not_read_are_na_and_do_not_split_groups(
+    tmp_path,
+):
+    make_run(tmp_path, "b4", beta=4.0)
+    make_run(tmp_path, "b8", beta=8.0)
+    for seed, beta in enumerate([1.0, 7.0]):  # β is not FactorVAE's
+        make_run(tmp_path, f"f{seed}", seed=seed, objective="factor", beta=beta)
+    compare_runs(tmp_path)
+    rows = runs_table(tmp_path)
+    assert {name: r["beta"] for name, r in rows.items()} == {
+        "b4": "4", "b8": "8", "f0": "n/a", "f1": "n/a"
+    }  # fmt: skip
+    groups = tables(tmp_path)["Groups"]
+    assert [g["Seeds"] for g in groups] == ["0 (n = 1)", "0 (n = 1)", "0, 1 (n = 2)"]
+
+
+# --- traversals
+
+
+def traversal_box(page):
+    """The width and visible height (px) of the box the page shows traversals in."""
+    rule = re.search(r"a\.traversal \{([^}]*)\}", page)[1]
+    width = int(re.search(r"(?<![-\w])width: (\d+)px", rule)[1])
+    height = int(re.search(r"max-height: (\d+)px", rule)[1])
+    assert "overflow: hidden" in rule
+    return width, height
+
+
+def draw_traversal(path, rows):
+    """A traversal as training draws it: `rows` latents × 11 values of 64² images."""
+    sweeps = np.broadcast_to(
+        np.linspace(0, 1, 64)[:, None, None], (rows, 11, 64, 64, 3)
+    )
+    labels = [f"z{i}  KL {3 - i / 10:.2f}" for i in range(rows)]
+    notes = ["rows by KL on 512 test images", "each row sweeps one latent"]
+    save_labelled_grid(
+        path, sweeps, labels, [f"{v:.2g}" for v in range(11)], "T", notes
+    )
+    return Image.open(path).size
+
+
+def test_a_tall_traversal_shows_its_top_rows_legibly_linking_the_whole(tmp_path):
+    make_run(tmp_path, "celeba", dataset="celeba", latent_size=32)
+    src = "celeba/traversals/traversal_0001000.png"
+    full_width, full_height = draw_traversal(tmp_path / src, 32)
+    analysed = make_run(tmp_path, "analysed", dataset="celeba", latent_size=32)
+    grid = analysed / "analysis" / "traversal_grid.png"
+    grid_width, grid_height = draw_traversal(grid, 6)
+    page = compare_runs(tmp_path).read_text()
+    assert f'<a class="traversal" href="{src}"><img src="{src}"' in page
+    width, height = traversal_box(page)
+    row = (64 + PAD) * width / full_width  # a row's height on the page
+    assert row >= 30  # legible: the old 160-px thumbnail gave 4.6
+    header = 150 * width / full_width  # title and notes above the rows, at most
+    assert 4 <= (height - header) / row and height < full_height * width / full_width
+    # The analysis grid holds the top latents only: all of it is shown.
+    assert grid_height * width / grid_width <= height
+
+
+# --- what must not break the page
+
+
+def test_entries_that_are_not_run_folders_are_skipped(tmp_path):
+    make_run(tmp_path, "run")
+    (tmp_path / "benchmark.json").write_text("{}")
+    (tmp_path / "comparison.html").write_text("an older page")
+    (tmp_path / "params_is_a_folder" / "params.json").mkdir(parents=True)
+    write_json(tmp_path / ".hidden" / "params.json", PARAMS)
+    compare_runs(tmp_path)
+    assert list(runs_table(tmp_path)) == ["run"]
+
+
+def test_a_folder_in_the_way_of_the_page_raises_oserror_naming_it(tmp_path):
+    make_run(tmp_path, "run")
+    write_json(tmp_path / "comparison.md" / "params.json", PARAMS)
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "comparison.md"))):
+        compare_runs(tmp_path)
+    page = (tmp_path / "comparison.html").read_text()
+    assert 'href="run/"' in page and 'href="comparison.md/"' not in page
+
+
+def test_a_failed_write_raises_oserror_naming_the_page(tmp_path, monkeypatch):
+    make_run(tmp_path, "run")
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device", f"{path.parent}/.x.1.tmp")
+
+    monkeypatch.setattr(compare, "atomic_write_bytes", disk_full)
+    page = re.escape(str(tmp_path / "comparison.html"))
+    with pytest.raises(OSError, match=f"{page}.*No space left on device"):
+        compare_runs(tmp_path)
+
+
+def test_half_written_files_cost_their_cells_not_the_page(tmp_path):
+    make_run(tmp_path, "good", metrics={"mig": 0.3}, validation=[(100, 5.0, 1.0)])
+    cut = make_run(tmp_path, "cut_json", validation=[(100, 5.0, 1.0)])
+    for name in ("metrics.json", "status.json", "analysis/analysis.json"):
+        (cut / name).parent.mkdir(exist_ok=True)
+        (cut / name).write_text('{"mig": 0.3, "state": "fini')
+    (make_run(tmp_path, "cut_params") / "params.json").write_text('{"seed": 0, "da')
+    cut_log = make_run(tmp_path, "cut_log", log=[(100, 5.0, 1.0), (200, 4.0, 1.0)])
+    with open(cut_log / "log.csv", "rb+") as log:  # killed inside the last number
+        log.truncate(log.seek(0, 2) - 2)
+    garbled = make_run(tmp_path, "garbled")
+    (garbled / "log.csv").write_bytes(b"step,loss\n\xff\xfe\x00\x81,\x00\n")
+    compare_runs(tmp_path)
+    rows = runs_table(tmp_path)
+    cells = ("MIG", "Reconstruction", "Active latents")
+    assert [rows["cut_json"][k] for k in cells] == ["–", "5.00", "–"]
+    assert [rows["cut_params"][k] for k in ("Dataset", "Objective")] == ["–", "–"]
+    assert [rows["cut_log"][k] for k in ("Steps", "Reconstruction")] == [
+        "100", "5.00 (train)"
+    ]  # fmt: skip
+    assert rows["garbled"]["Steps"] == "–"
+
+
+def test_last_values_reads_a_long_log_from_its_tail(tmp_path):
+    rows = [(step, step / 10, 1.0) for step in range(1, 3001)]
+    path = tmp_path / "log.csv"
+    write_log(path, rows, [f"kl_z{i}" for i in range(32)])
+    assert path.stat().st_size > 2 * compare.TAIL_BYTES
+    with open(path, "a") as log:  # a column the last row did not log
+        log.write("3001,1,,1,1,1\n")
+    values = last_values(path)
+    assert values == {"step": 3001.0, "reconstruction_loss": 300.0, "kl": 1.0}
+
+
+def test_the_page_needs_no_tensorflow_keras_or_matplotlib(predictions):
+    # A fresh interpreter: this one may have imported them for other tests.
+    code = (
+        "import sys; from utils.compare import compare_runs; "
+        f"compare_runs({str(predictions)!r}); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'tensorflow', 'keras', 'matplotlib'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_summary_of_one_number_has_no_spread():
+    assert summary([(0.25, "")], 1, ".3f", ".3f") == "0.250"
+    assert summary([None, (1.0, "")], 2, ".1f", ".1f") == "1.0 (n = 1)"
+    assert summary([(1, ""), (2, "")], 2, ".1f", ".2f") == "1.50 ± 0.71"
