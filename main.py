@@ -8,7 +8,6 @@ that need it import it themselves.
 """
 
 import contextlib
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from utils.run_folder import (
     unused_name,
     write_status,
 )
+from utils.stopping import Stopped, StopRequest
 
 REPO = Path(__file__).resolve().parent
 PARAMS_FILE = REPO / "params.py"
@@ -113,6 +113,7 @@ def run(p, folder, stop):
         import tensorflow  # noqa: F401
     from utils.data import DataNotFound, split_problems
     from utils.distribute import make_strategy
+    from utils.results import finished_step, missing_final_outputs, saved_parameters
 
     if p["mode"] == "train":
         for change in check_same_experiment(saved_parameters(folder), p, folder):
@@ -247,6 +248,7 @@ def parameters_of_run(p, overrides):
 def train(p, folder, source, strategy, stop):
     from utils.checkpoints import Checkpoints, TrainingState
     from utils.distribute import is_chief, worker_checkpoint_dir
+    from utils.results import finished_step, write_final_outputs
 
     # --- the run folder: a new one, or the named run resumed; never another run's
     chief = is_chief(strategy)  # only the chief writes into the run folder
@@ -467,112 +469,6 @@ def diverged(p, folder, checkpoints, step, loss):
     return 1
 
 
-def saved_parameters(folder):
-    """The run's parameters: params.json, or if it is lost, the copy in the
-    latest checkpoint; None for a new run."""
-    from utils.checkpoints import read_state_value
-
-    return load_parameters(folder) or read_state_value(
-        folder / "checkpoints", "parameters"
-    )
-
-
-def finished_step(p, folder):
-    """The step at which the run finished training (num_steps reached, or early
-    stopping), from its last checkpoint; None while it has more to train."""
-    from utils.checkpoints import latest_checkpoint_step, read_state_value
-
-    done = latest_checkpoint_step(folder / "checkpoints")
-    if done >= p["num_steps"]:
-        return done
-    patience = p["early_stopping_patience"]
-    if done and patience:
-        stale = read_state_value(
-            folder / "checkpoints", "validations_without_improvement"
-        )
-        if stale is not None and stale >= patience:
-            return done
-    return None
-
-
-# --- final outputs: written at the end, and completed by a rerun if a stop or a kill
-# cut them short
-
-
-def final_outputs(p, folder, step, results=True):
-    """{name: whether it is written} for what a run's folder holds at its end:
-    pictures drawn from its logs, and (`results`, once it is finished) the model's
-    exports and metrics."""
-    import json
-
-    outputs = {
-        "loss_curves.png": (folder / "loss_curves.png").is_file(),
-        "kl_per_latent.png": (folder / "kl_per_latent.png").is_file(),
-    }
-    if any((folder / "composites").glob("step_*.jpg")):
-        outputs["training.gif"] = (folder / "training.gif").is_file()
-    if not results:
-        return outputs
-    exports = ("encoder.keras", "decoder.keras", "saved_model")
-    outputs["model/"] = all((folder / "model" / name).exists() for name in exports)
-    if p["dataset"] == "dsprites" and p["metrics_at_end"]:
-        try:
-            metrics = json.loads((folder / "metrics.json").read_text())
-        except (OSError, ValueError):
-            metrics = {}
-        protocol = metrics.get("protocols", {}).get(p["metrics_protocol"], {})
-        outputs["metrics.json"] = protocol.get("step") == step
-    return outputs
-
-
-def missing_final_outputs(p, folder, step):
-    return [name for name, done in final_outputs(p, folder, step).items() if not done]
-
-
-def write_final_outputs(p, folder, model, source, step, everything, results):
-    """training.gif, loss_curves.png, kl_per_latent.png and, with `results`, the
-    exports and (dSprites) the metrics: what a user opens first. `everything`:
-    after training; else only what is missing (a rerun of a finished run whose
-    end a stop or a kill cut short)."""
-    from tqdm import tqdm
-
-    from utils.data import test_sets
-    from utils.evaluate import evaluate_metrics
-    from utils.export import export_model
-    from utils.images import save_gif
-    from utils.logs import read_log_csv
-    from utils.plots import save_kl_bars, save_loss_curves
-    from utils.step_images import z_mean_and_kl
-
-    def kl_bars():
-        _, kl_images = test_sets(source)
-        _, kl = z_mean_and_kl(model, kl_images)
-        save_kl_bars(folder / "kl_per_latent.png", kl.mean(axis=0), len(kl_images))
-
-    writers = {
-        "training.gif": lambda: save_gif(
-            folder / "training.gif", sorted((folder / "composites").glob("step_*.jpg"))
-        ),
-        "loss_curves.png": lambda: save_loss_curves(
-            folder / "loss_curves.png",
-            read_log_csv(folder / "log.csv"),
-            read_log_csv(folder / "validation.csv"),
-            p,
-        ),
-        "kl_per_latent.png": kl_bars,
-        "model/": lambda: export_model(model, folder / "model"),
-        "metrics.json": lambda: evaluate_metrics(
-            model.encoder, source, folder, p["metrics_protocol"], step
-        ),
-    }
-    outputs = final_outputs(p, folder, step, results)
-    missing = [k for k, done in outputs.items() if everything or not done]
-    bar = tqdm(missing, desc="results", unit="file", dynamic_ncols=True)
-    for name in bar:  # the metrics show their own bars: minutes with reference
-        bar.set_postfix_str(name)
-        writers[name]()
-
-
 # --- an existing run: metrics, analysis, exports
 
 
@@ -635,47 +531,6 @@ def _remove_if_empty(folder):
         folder.rmdir()
     except OSError:
         pass
-
-
-# --- stop requests
-
-
-class Stopped(BaseException):
-    """A stop request that stops at once. A BaseException, as KeyboardInterrupt:
-    no `except Exception` on the way may swallow it."""
-
-    def __init__(self, signum, message):
-        super().__init__(message)
-        self.signum = signum
-
-
-class StopRequest:
-    """Ctrl-C or SIGTERM. While training, the loop stops after the current call,
-    with a checkpoint at that step. In the end-of-run phase (`at_once`), or at a
-    second request, it stops at once: every file is written atomically, and a
-    rerun writes whatever is missing."""
-
-    def __init__(self):
-        self.requested = None
-        self.immediate = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def at_once(self):
-        """From now on a request stops at once (one made before was honoured by
-        stopping the loop)."""
-        self.immediate = True
-
-    def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.requested or self.immediate:
-            raise Stopped(
-                signum,
-                f"{name}: stopped. Rerun the same command to go on from the last "
-                "checkpoint and write what is missing.",
-            )
-        self.requested = name
-        print(f"\n{name}: stopping after this step…", file=sys.stderr)
 
 
 def json_of(p):

@@ -5,6 +5,7 @@ test_main, stopped by Ctrl-C or SIGTERM, killed, or given a full disk, then resu
 A run that was interrupted must end exactly like one that was not: the data order
 and the noise are functions of the step, so the logged losses must match."""
 
+import json
 import os
 import random
 import re
@@ -592,3 +593,46 @@ def test_a_second_stop_request_exits_at_once_and_quietly(celeba_dir, tmp_path):
     # Whatever it had saved resumes: the same command goes on.
     result = run_main(*args, "--num_steps=4", "--checkpoint_step=2")
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# --- a run folder whose params.json is lost or damaged --------------------------------
+
+
+def test_a_lost_params_json_is_checked_against_the_checkpoint_and_restored(
+    celeba_dir, tmp_path
+):
+    out = tmp_path / "predictions"
+    run = out / "lost"
+    args = arguments(celeba_dir, out, "lost", "--checkpoint_step=2")
+    first = run_main(*args, "--num_steps=4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run / "params.json").unlink()
+
+    # Another experiment under the run's name: refused before any work, and
+    # params.json is not rewritten with its values.
+    for changed, named in (("--latent_size=5", "latent_size"), ("--beta=4", "beta")):
+        result = run_main(*args, "--num_steps=6", changed)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert named in result.stderr and "other parameters" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (run / "params.json").exists()
+
+    # The run's own command resumes it, and gets params.json back.
+    result = run_main(*args, "--num_steps=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Restored the checkpoint of step 4" in result.stdout
+    assert json.loads((run / "params.json").read_text())["latent_size"] == 4
+
+
+@pytest.mark.parametrize("mode", ["train", "evaluate", "analyze"])
+def test_invalid_params_json_is_refused_before_the_data_loads(tmp_path, mode):
+    run = tmp_path / "predictions" / "broken"
+    run.mkdir(parents=True)
+    (run / "params.json").write_text('{"dataset": "celeba",\n "beta": 1.0,,}')
+    result = run_main(
+        f"--mode={mode}", "--run_name=broken", f"--data_dir={tmp_path / 'no_data'}",
+        f"--predictions_dir={tmp_path / 'predictions'}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{run / 'params.json'}" in result.stderr and "line 2" in result.stderr
+    assert "Traceback" not in result.stderr and "CelebA" not in result.stdout
