@@ -576,3 +576,69 @@ def check_hparams(group, run):
     assert group["metrics"]["validation/loss"] == last_validation_loss
     for name, value in run["metrics"].items():
         assert group["metrics"][f"metrics/{name}"] == pytest.approx(value)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tiny dSprites runs trained by `python main.py` (β = 1 and 4), with the
+    fast metrics at their end: the predictions folder."""
+    root = tmp_path_factory.mktemp("real")
+    repo = Path(__file__).resolve().parents[1]
+    for beta in (1, 4):
+        result = subprocess.run(
+            [sys.executable, str(repo / "main.py"), "--dataset=dsprites",
+             f"--data_dir={root / 'data'}", f"--predictions_dir={root / 'runs'}",
+             f"--run_name=beta{beta}", f"--beta={beta}", "--latent_size=4",
+             "--batch_size=16", "--conv_layers=[[8,4,2],[8,4,2],[8,4,2],[8,4,2]]",
+             "--dense_layers=[[32]]", "--validation_batches=2", "--num_steps=20",
+             "--validation_step=10", "--plot_step=10", "--metrics_protocol=fast"],
+            capture_output=True, text=True, timeout=900, cwd="/",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root / "runs"
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_what_main_py_writes(trained):
+    server = Server(trained, "true")
+    try:
+        server.wait_for(
+            lambda: (
+                {"beta1/tensorboard/train", "beta4/tensorboard/metrics"}
+                <= set(server.json("/data/runs"))
+            )
+        )
+        groups = server.wait_for(
+            lambda: len(session_groups(server)) == 2 and session_groups(server)
+        )
+        tags = server.json("/data/plugin/scalars/tags")
+        for beta in (1, 4):
+            run, group = f"beta{beta}", groups[f"beta{beta}"]
+            log = (trained / run / "log.csv").read_text().splitlines()
+            assert set(tags[f"{run}/tensorboard/train"]) == set(
+                log[0].split(",")[1:6]  # loss … negative_elbo, beta
+            )
+            served = server.json(
+                "/data/plugin/scalars/scalars", run=f"{run}/tensorboard/train",
+                tag="loss",
+            )  # fmt: skip
+            assert [step for _, step, _ in served] == list(range(1, 21))
+            images = server.json("/data/plugin/images/tags")[f"{run}/tensorboard/train"]
+            assert set(images) == {"images/composite", "images/traversal"}
+            listing = server.json(
+                "/data/plugin/images/images", run=f"{run}/tensorboard/train",
+                tag="images/traversal", sample=0,
+            )  # fmt: skip
+            assert [image["step"] for image in listing] == [10, 20]
+            assert group["hparams"]["beta"] == beta
+            metrics = json.loads((trained / run / "metrics.json").read_text())
+            served_mig = group["metrics"]["metrics/mig_fast"]
+            assert served_mig == pytest.approx(metrics["mig_fast"])
+            validation = (trained / run / "validation.csv").read_text().splitlines()
+            last = dict(zip(validation[0].split(","), validation[-1].split(","),
+                            strict=True))  # fmt: skip
+            assert group["metrics"]["validation/negative_elbo"] == pytest.approx(
+                float(last["negative_elbo"]), rel=1e-5
+            )
+    finally:
+        server.stop()

@@ -28,11 +28,7 @@ class CsvLog:
         self.file = open(self.path, "a", newline="")
 
     def _rows_up_to(self, last_step):
-        text = self.path.read_text()
-        # A kill can cut the last row anywhere, even inside its last number: only
-        # rows ended by a newline are whole.
-        lines = text.split("\n")[:-1]
-        rows = list(csv.reader(lines))
+        rows = whole_rows(self.path)
         if not rows or rows[0] != self.columns:
             # Same experiment (params.json agreed) but another layout: keep the
             # old file rather than mixing columns.
@@ -62,16 +58,19 @@ class CsvLog:
         self.file.close()
 
 
+def whole_rows(path):
+    """The rows of a CSV log that a kill did not cut: those ended by a newline
+    (a cut can fall inside the last number, leaving it short but parseable)."""
+    return list(csv.reader(Path(path).read_text().split("\n")[:-1]))
+
+
 def read_log_csv(path: Path) -> dict[str, np.ndarray]:
-    """CSV with a header row → {column: float array}; empty or bad cells → nan."""
-    path = Path(path)
-    if not path.exists():
+    """CSV with a header row → {column: float array} of its whole rows; empty or
+    bad cells → nan."""
+    try:
+        header, *body = whole_rows(path) or [[]]
+    except (OSError, UnicodeDecodeError):
         return {}
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return {}
-    header, body = rows[0], [row for row in rows[1:] if row]
 
     def number(cell: str) -> float:
         try:
@@ -81,7 +80,7 @@ def read_log_csv(path: Path) -> dict[str, np.ndarray]:
 
     return {
         name: np.array(
-            [number(row[j]) if j < len(row) else np.nan for row in body],
+            [number(row[j]) if j < len(row) else np.nan for row in body if row],
             dtype=np.float64,
         )
         for j, name in enumerate(header)
