@@ -126,7 +126,6 @@ def run(p, folder, stop):
                 "do. Raise --num_steps to train longer."
             )
             return 0
-    if p["mode"] == "train":
         check_memory(p)
     try:
         source = load_data(p)
@@ -250,7 +249,7 @@ def train(p, folder, source, strategy, stop):
     from utils.distribute import is_chief, worker_checkpoint_dir
     from utils.results import finished_step, write_final_outputs
 
-    # --- the run folder: a new one, or the named run resumed; never another run's
+    # --- the run folder: a new one, or the named run resumed; never another run's files
     chief = is_chief(strategy)  # only the chief writes into the run folder
     multi_worker_chief = chief and p["strategy"] == "multi_worker"
     lock = RunLock(folder).acquire() if multi_worker_chief else None
@@ -483,7 +482,7 @@ def inspect_run(p, folder, source, stop):
             f"the metrics need ground-truth factors, which {p['dataset']} does not "
             "have: evaluate a dSprites run, or use --mode=analyze"
         )
-    model = build_model(p, source.image_shape)
+    model = build_model(p, source.image_shape, training=False)
     step = Checkpoints(folder / "checkpoints", model=model).restore(p["checkpoint"])
     if step is None:
         raise RunFolderError(

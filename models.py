@@ -415,11 +415,13 @@ def training_bytes(p, image_shape):
     return 4 * 2 * (4 * weights + 2 * p["batch_size"] * activations)
 
 
-def build_model(p, image_shape):
+def build_model(p, image_shape, training=True):
+    """The run's model; FactorVAE's discriminator only to train (evaluate, analyze
+    and export need the VAE alone)."""
     return BetaVAE(
         image_shape, p["conv_layers"], p["dense_layers"], p["latent_size"],
         p["activation"], p["precision"],
-        discriminator=objective_of(p).discriminator,
+        discriminator=training and objective_of(p).discriminator,
     )  # fmt: skip
 
 

@@ -102,12 +102,15 @@ def test_training_writes_every_artifact(celeba_dir, tmp_path):
     assert len(finals) == 1, finals
 
 
-def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path):
-    """Also: how many steps run per call (steps_per_call) changes nothing."""
+@pytest.mark.parametrize("objective", ["beta", "factor"])
+def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path, objective):
+    """Also: how many steps run per call (steps_per_call) changes nothing. FactorVAE:
+    its discriminator and the discriminator's optimizer resume too."""
     out = tmp_path / "predictions"
     common = [
         *SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}",
         "--validation_step=10", "--plot_step=100", "--checkpoint_step=10",
+        f"--objective={objective}",
     ]  # fmt: skip
     straight = run_main(
         *common, "--run_name=straight", "--num_steps=30", "--steps_per_call=1"
@@ -127,8 +130,10 @@ def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path):
     _, uninterrupted = read_csv(out / "straight" / "log.csv")
     assert [int(r["step"]) for r in resumed] == list(range(1, 31))  # no gap, no dup
     # Same data order, noise and optimizer state: the same numbers as one long run.
+    terms = ["loss", "discriminator_loss"] if objective == "factor" else ["loss"]
     for a, b in zip(resumed, uninterrupted, strict=True):
-        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+        for term in terms:
+            assert float(a[term]) == pytest.approx(float(b[term]), rel=1e-4), term
     _, resumed = read_csv(out / "resumed" / "validation.csv")
     _, uninterrupted = read_csv(out / "straight" / "validation.csv")
     assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted]

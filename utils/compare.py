@@ -182,12 +182,14 @@ def read_run(predictions: Path, name: str) -> Run:
     }
     image = _thumbnail(folder)
     own = objective.parameters if objective else OBJECTIVE_PARAMETERS
+    # A run shipped without its log.csv (predictions/reference_*) says its step.
+    steps = log.get("step", _finite(_read_json(folder / "status.json").get("step")))
     return Run(
         name,
         p,
         OBJECTIVE_PARAMETERS - set(own),
         *run_status(folder, p, log.get("step")),
-        log.get("step"),
+        steps,
         values | {key: _metric(metrics, key) for key in METRIC_TITLES},
         image.relative_to(predictions).as_posix() if image else None,
     )

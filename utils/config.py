@@ -60,7 +60,7 @@ AT_LEAST = {
 MAY_BE_NONE = ("lambda_d",)  # None: the objective's own default
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 # Files the repo writes beside the run folders, at the top of predictions/
-# (utils/compare.py, utils/benchmark.py): never a run's name, in any case.
+# (utils/compare.py, utils/benchmark/): never a run's name, in any case.
 RESERVED_RUN_NAMES = ("comparison.html", "comparison.md", "benchmark.json")
 
 

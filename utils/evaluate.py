@@ -95,6 +95,7 @@ def write_metrics(path, results, protocol, step):
         saved = {}
     protocols = {**saved.get("protocols", {}), protocol.name: results}
     headlines = {k + protocol.suffix: results[k] for k in HEADLINES}
+    headlines["mig_per_factor" + protocol.suffix] = results["mig_per_factor"]
     merged = {**saved, **headlines, "step": step, "protocols": protocols}
     text = json.dumps(merged, indent=2, default=float) + "\n"
     atomic_write_bytes(path, text, durable=True)
