@@ -5,7 +5,7 @@ model and its optimizers.
 Shapes use B for the batch, N for the *global* batch (all replicas), L for
 `latent_size`, S for `image_size`, C for channels. Losses are per example (B,),
 summed over pixels and latents; the caller averages over the global batch, so the
-papers' β, γ, C and λ keep their meaning (REFERENCE: "Scale convention").
+papers' β, γ, C and λ keep their meaning (Higgins et al. 2017; Burgess et al. 2018).
 """
 
 import math

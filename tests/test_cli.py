@@ -378,3 +378,10 @@ def test_tensorflow_starts_without_its_start_up_lines():
     assert result.returncode == 0, result.stderr
     for chatter in ("absl::InitializeLog", "port.cc", "cudart_stub", "cuda"):
         assert chatter not in result.stderr
+
+
+def test_the_image_size_hint_gives_sizes_the_layers_can_produce():
+    # 7 stride-2 convs: a multiple of 128, so "e.g. 32, 64, 128" would mislead.
+    message = config.check_image_size(100, [[8, 4, 2]] * 7)
+    assert "multiple of 128 (e.g. 128, 256, 512)" in message
+    assert config.check_image_size(256, [[8, 4, 2]] * 7) is None

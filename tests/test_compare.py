@@ -436,3 +436,14 @@ def test_a_summary_of_one_number_has_no_spread():
     assert summary([(0.25, "")], 1, ".3f", ".3f") == "0.250"
     assert summary([None, (1.0, "")], 2, ".1f", ".1f") == "1.0 (n = 1)"
     assert summary([(1, ""), (2, "")], 2, ".1f", ".2f") == "1.50 ± 0.71"
+
+
+def test_each_run_shows_its_objectives_own_terms_at_the_last_validation(tmp_path):
+    folder = make_run(tmp_path, "factor", objective="factor")
+    (folder / "validation.csv").write_text(
+        "step,loss,reconstruction_loss,kl,negative_elbo,tc,discriminator_loss\n"
+        "100,90,80,10,90,1.5,0.7\n200,80,70,9,79,-2.25,0.69\n"
+    )
+    compare_runs(tmp_path)
+    page = (tmp_path / "comparison.md").read_text()
+    assert "discriminator_loss 0.69; tc -2.25" in page

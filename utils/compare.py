@@ -170,7 +170,9 @@ def read_run(predictions: Path, name: str) -> Run:
     p = _read_json(folder / "params.json")
     p = {**ADDED_LATER, **p} if p else {}
     objective = OBJECTIVES.get(p.get("objective", "beta"))
-    log, final = last_values(folder / "log.csv"), last_values(folder / "validation.csv")
+    terms = list(objective.terms) if objective else []
+    log = last_values(folder / "log.csv", (*FINAL_COLUMNS, *terms))
+    final = last_values(folder / "validation.csv", (*FINAL_COLUMNS, *terms))
     tag = "" if "step" in final else "train"  # no validation yet: the training log
     final = final if "step" in final else log
     analysis = _read_json(folder / "analysis" / "analysis.json")
@@ -178,6 +180,8 @@ def read_run(predictions: Path, name: str) -> Run:
     values = {
         "reconstruction_loss": _tagged(final.get("reconstruction_loss"), tag),
         "kl": _tagged(final.get("kl"), tag),
+        # The objective's own terms (β, C, TC, discriminator loss, DIP penalties).
+        **{f"term:{k}": _tagged(final.get(k), tag) for k in terms},
         "active_latents": _tagged(_finite(analysis.get("active_latents")), ""),
     }
     image = _thumbnail(folder)

@@ -26,6 +26,7 @@ VALUES = {
     "active_latents": ("Active latents", ".0f", ".1f"),
     **{key: (title, ".3f", ".3f") for key, title in METRIC_TITLES.items()},
 }
+TERMS_TITLE = "Objective's terms"  # at the last validation: β, C, TC, penalties
 TAGS = ("", "train", "fast")  # "": validation, or the metrics' reference protocol
 NOTES = {
     "columns": (
@@ -120,6 +121,16 @@ def _identity(run, differing) -> list[Cell]:
     return [Cell(dataset), Cell(objective), *(Cell(parameter(k)) for k in differing)]
 
 
+def _terms(runs, n: int) -> Cell:
+    """The objective's own terms at the last validation, by name: "tc −4.2"."""
+    names = sorted({k for r in runs for k in r.values if k.startswith("term:")})
+    parts = [
+        f"{name[5:]} {summary([r.values.get(name) for r in runs], n, '.3g', '.3g')}"
+        for name in names
+    ]
+    return Cell("; ".join(parts) or MISSING)
+
+
 def _run_row(run, differing, columns) -> list[Cell]:
     image = Cell("top latents", image=run.image) if run.image else Cell(MISSING)
     return [
@@ -129,6 +140,7 @@ def _run_row(run, differing, columns) -> list[Cell]:
         Cell(run.status_text, title=run.reason),
         Cell(MISSING if run.steps is None else f"{run.steps:.0f}", number=True),
         *_values([run], 1, columns),
+        _terms([run], 1),
         image,
     ]
 
@@ -142,6 +154,7 @@ def _group_row(group, differing, columns) -> list[Cell]:
         Cell(f"{seeds} (n = {len(group)})"),
         Cell(", ".join(f"{count} {state}" for state, count in states.items())),
         *_values(counted, len(group), columns),
+        _terms(counted, len(group)),
     ]
 
 
@@ -198,10 +211,13 @@ def render(groups, differing: list[str]) -> tuple[str, str]:
     titles = [VALUES[k][0] for k in columns]
     tables = []
     if any(len(group) > 1 for group in groups):
-        header = [*identity, "Seeds", "Status", *titles]
+        header = [*identity, "Seeds", "Status", *titles, TERMS_TITLE]
         rows = [_group_row(group, differing, columns) for group in groups]
         tables.append(("Groups: mean ± std over seeds", header, rows))
-    header = ["Run", *identity, "Seed", "Status", "Steps", *titles, "Top traversals"]
+    header = [
+        "Run", *identity, "Seed", "Status", "Steps", *titles, TERMS_TITLE,
+        "Top traversals",
+    ]  # fmt: skip
     rows = [_run_row(run, differing, columns) for run in runs]
     tables.append(("Runs", header, rows))
     fast = any(r.values[k] and r.values[k][1] == "fast" for r in runs for k in columns)
