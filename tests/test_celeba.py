@@ -6,8 +6,12 @@ CelebA itself is never downloaded: every image here is synthetic.
 import codecs
 import fcntl
 import io
+import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -153,6 +157,42 @@ def test_pool_matches_in_process(celeba_dir, tmp_path):
     in_process = load(celeba_dir, num_workers=1).read(rows)
     pooled = load(other, num_workers=2).read(rows)
     np.testing.assert_array_equal(in_process, pooled)
+
+
+# The pool's workers are forked from main.py, whose Ctrl-C/SIGTERM handler
+# (utils/stopping.py) is installed by then.
+POOL_IN_A_TRAINING_PROCESS = """
+import json, signal, sys
+import numpy as np
+from pathlib import Path
+from utils import image_cache
+from utils.stopping import StopRequest
+
+folder = Path(sys.argv[1])
+StopRequest()
+rows = folder / "rows.npy"
+np.lib.format.open_memmap(rows, mode="w+", dtype=np.uint8, shape=(1, 8, 8, 3))
+source = image_cache.ImageSource(folder)
+kinds = set()
+for _ in range(20):  # each pool ends with terminate(): SIGTERM to its workers
+    with image_cache._parallel_map(2, (source, rows, 8, 8)) as run:
+        handlers = run(signal.getsignal, [signal.SIGTERM, signal.SIGINT] * 2)
+        kinds |= {int(h) if isinstance(h, int) else repr(h) for h in handlers}
+print(json.dumps(sorted(kinds, key=str)))
+"""
+
+
+def test_pool_workers_leave_stop_requests_to_their_parent(tmp_path):
+    """A worker running main.py's SIGTERM handler ignored the pool's terminate(), and
+    the cache build hung for good (within 5 pools, seen here)."""
+    result = subprocess.run(
+        [sys.executable, "-c", POOL_IN_A_TRAINING_PROCESS, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [signal.SIG_DFL, signal.SIG_IGN]
+    assert "stopping" not in result.stderr
 
 
 # --- splits ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -188,6 +189,16 @@ def _start_worker(source, rows_path, image_size, crop_size):
     )
 
 
+def _start_pool_worker(*init_args):
+    # A forked worker starts with its parent's Python signal handlers. main.py's
+    # SIGTERM handler (utils/stopping.py) would make it ignore the pool's own
+    # terminate(), and the build would wait for it forever. Ctrl-C reaches the whole
+    # process group: the parent alone answers it, and ends the pool.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _start_worker(*init_args)
+
+
 def _stop_worker():
     _worker["reader"].close()
     _worker.clear()  # drops the memmap
@@ -219,7 +230,7 @@ def _parallel_map(num_workers: int, init_args: tuple):
     # modules (e.g. TensorFlow). They only touch PIL and numpy.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with context.Pool(num_workers, _start_worker, init_args) as pool:
+    with context.Pool(num_workers, _start_pool_worker, init_args) as pool:
         yield pool.imap_unordered
 
 
