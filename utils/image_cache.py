@@ -193,7 +193,7 @@ def _start_pool_worker(*init_args):
     # A forked worker starts with its parent's Python signal handlers. main.py's
     # SIGTERM handler (utils/stopping.py) would make it ignore the pool's own
     # terminate(), and the build would wait for it forever. Ctrl-C reaches the whole
-    # process group: the parent alone answers it, and ends the pool.
+    # process group: the parent alone answers it; if it stops, terminate() ends us.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _start_worker(*init_args)
