@@ -135,20 +135,21 @@ def capacity_at(step, capacity_max, capacity_steps):
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """The plain numbers the losses need; field names match params.py."""
+    """The plain numbers the losses need; field names and values are params.py's
+    (its one source of defaults: no defaults here)."""
 
-    objective: str = "beta"
-    beta: float = 1.0
-    beta_schedule: str = "constant"
-    beta_start: float = 1.0
-    beta_steps: int = 1
-    gamma: float = 1000.0
-    capacity_max: float = 25.0
-    capacity_steps: int = 100_000
-    factor_gamma: float = 35.0
-    lambda_od: float = 10.0
-    lambda_d: float = 100.0  # resolved: never None here
-    reconstruction_loss: str = "squared_error"
+    objective: str
+    beta: float
+    beta_schedule: str
+    beta_start: float
+    beta_steps: int
+    gamma: float
+    capacity_max: float
+    capacity_steps: int
+    factor_gamma: float
+    lambda_od: float
+    lambda_d: float  # resolved: never None here
+    reconstruction_loss: str
 
     @classmethod
     def of(cls, values):
@@ -160,7 +161,7 @@ class ObjectiveSettings:
 class BatchView:
     """What an objective may need beyond its own examples. On one device the batch
     is the whole batch, as here; on several replicas each sees B of the global
-    batch's N examples, and utils/steps.ReplicaBatch gives the same answers as one
+    batch's N examples, and train.ReplicaBatch gives the same answers as one
     device would, for its share."""
 
     epsilon = None  # (B, L) sampling noise; None: drawn by the model
@@ -179,26 +180,37 @@ class BatchView:
         return tf.reduce_mean(per_example, axis=0)
 
 
+@dataclass(frozen=True)
+class ElboTerms:
+    """What every objective builds on, per example: the two ELBO terms and the
+    samples and posterior parameters they came from."""
+
+    reconstruction_loss: tf.Tensor  # (B,)
+    kl: tf.Tensor  # (B,) summed over latents
+    negative_elbo: tf.Tensor  # (B,) −ELBO = reconstruction + KL
+    z: tf.Tensor  # (B, L) the reparameterised sample
+    z_mean: tf.Tensor
+    z_log_var: tf.Tensor
+
+
 def beta_vae_loss(t, step, s, model, batch):
     """β-VAE (Higgins et al. 2017): recon + β(step)·KL."""
     beta = beta_at(step, s.beta_schedule, s.beta, s.beta_start, s.beta_steps)
-    return t["reconstruction_loss"] + beta * t["kl"], {"beta": beta}
+    return t.reconstruction_loss + beta * t.kl, {"beta": beta}
 
 
 def capacity_loss(t, step, s, model, batch):
     """Capacity (Burgess et al. 2018): recon + γ·|KL − C(step)|."""
     capacity = capacity_at(step, s.capacity_max, s.capacity_steps)
-    loss = t["reconstruction_loss"] + s.gamma * tf.abs(t["kl"] - capacity)
+    loss = t.reconstruction_loss + s.gamma * tf.abs(t.kl - capacity)
     return loss, {"capacity": capacity}
 
 
 def beta_tc_vae_loss(t, step, s, model, batch):
     """β-TCVAE (Chen et al. 2018): recon + KL + (β − 1)·TC, as disentanglement_lib
     (KL in full, TC weighted by β − 1)."""
-    tc = total_correlation(
-        t["z"], batch.gather(t["z_mean"]), batch.gather(t["z_log_var"])
-    )
-    return t["negative_elbo"] + (s.beta - 1.0) * tc, {"tc": tc}
+    tc = total_correlation(t.z, batch.gather(t.z_mean), batch.gather(t.z_log_var))
+    return t.negative_elbo + (s.beta - 1.0) * tc, {"tc": tc}
 
 
 def factor_vae_loss(t, step, s, model, batch):
@@ -206,15 +218,15 @@ def factor_vae_loss(t, step, s, model, batch):
     log density ratio that a discriminator D (class 0: samples of q(z), class 1:
     samples of ∏ q(z_l)) estimates. D's own loss is logged too; it trains D alone
     (the train step applies each loss to its own networks' variables)."""
-    logits = model.discriminator(t["z"])  # (B, 2)
+    logits = model.discriminator(t.z)  # (B, 2)
     tc = logits[:, 0] - logits[:, 1]
-    shuffled = model.discriminator(batch.shuffle(tf.stop_gradient(t["z"])))
+    shuffled = model.discriminator(batch.shuffle(tf.stop_gradient(t.z)))
     cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits
     discriminator_loss = 0.5 * (
         cross_entropy(tf.zeros_like(tc, tf.int32), logits)
         + cross_entropy(tf.ones_like(tc, tf.int32), shuffled)
     )
-    loss = t["negative_elbo"] + s.factor_gamma * tc
+    loss = t.negative_elbo + s.factor_gamma * tc
     return loss, {"tc": tc, "discriminator_loss": discriminator_loss}
 
 
@@ -223,13 +235,13 @@ def dip_vae_loss(t, step, s, model, batch):
     (C_ii − 1)², with C = Cov[μ(x)] (I) or Cov[μ(x)] + E[diag σ²(x)] (II) over
     the global batch. The penalty is the batch's: every example carries it whole,
     so the mean over the batch adds it once."""
-    cov = covariance(batch.gather(t["z_mean"]))
+    cov = covariance(batch.gather(t.z_mean))
     if s.objective == "dip2":
-        cov += tf.linalg.diag(tf.reduce_mean(tf.exp(batch.gather(t["z_log_var"])), 0))
+        cov += tf.linalg.diag(tf.reduce_mean(tf.exp(batch.gather(t.z_log_var)), 0))
     off_diagonal, diagonal = dip_penalties(cov)
     penalty = s.lambda_od * off_diagonal + s.lambda_d * diagonal
     terms = {"dip_off_diagonal": off_diagonal, "dip_diagonal": diagonal}
-    return t["negative_elbo"] + penalty, terms
+    return t.negative_elbo + penalty, terms
 
 
 LOSSES = {
@@ -242,29 +254,26 @@ LOSSES = {
 }
 
 
-def compute_losses(model, images, step, settings, batch=None):
+def compute_losses(model, images, step, settings, batch=None, training=True):
     """Everything the train and validation steps log: per-example (B,) values, the
     (B, L) KL per latent, and the objective's terms, of which the scheduled β or C
-    and the DIP penalties are scalars (global-batch values)."""
+    and the DIP penalties are scalars (global-batch values). `training=False`:
+    validation, the layers in inference mode."""
     batch = batch or BatchView()
-    logits, z, z_mean, z_log_var = model(images, training=True, epsilon=batch.epsilon)
+    logits, z, z_mean, z_log_var = model(
+        images, training=training, epsilon=batch.epsilon
+    )
     reconstruction = reconstruction_loss(images, logits, settings.reconstruction_loss)
     kl_latents = kl_per_latent(z_mean, z_log_var)  # (B, L)
     kl = tf.reduce_sum(kl_latents, axis=1)  # (B,)
-    vae = {
-        "reconstruction_loss": reconstruction,
-        "kl": kl,
-        "negative_elbo": reconstruction + kl,  # −ELBO: what validation selects on
-        "z": z,
-        "z_mean": z_mean,
-        "z_log_var": z_log_var,
-    }
+    # −ELBO: what validation selects on
+    vae = ElboTerms(reconstruction, kl, reconstruction + kl, z, z_mean, z_log_var)
     loss, terms = LOSSES[settings.objective](vae, step, settings, model, batch)
     return {
         "loss": loss,
         "reconstruction_loss": reconstruction,
         "kl": kl,
-        "negative_elbo": vae["negative_elbo"],
+        "negative_elbo": vae.negative_elbo,
         **terms,
         "kl_per_latent": kl_latents,
     }
@@ -385,6 +394,12 @@ class BetaVAE(keras.Model):
         # Reparameterisation trick (Kingma & Welling 2014): z = μ + σ·ε.
         z = z_mean + tf.exp(0.5 * z_log_var) * epsilon
         return self.decoder(z, training=training), z, z_mean, z_log_var
+
+    def posterior(self, images):
+        """→ (z_mean, KL per latent in nats), both (B, L), in inference mode: what
+        the pictures and the analysis rank latents by."""
+        z_mean, z_log_var = self.encoder(images, training=False)
+        return z_mean, kl_per_latent(z_mean, z_log_var)
 
     def decode(self, z):
         """Images in [0, 1] from latents (B, L)."""

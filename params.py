@@ -75,6 +75,7 @@ metrics_at_end = True  # dSprites: compute the disentanglement metrics when trai
 # reference: disentanglement_lib's protocols (minutes on a CPU); fast: smaller samples and
 # extra-trees DCI (~30 s), stored under names ending in _fast
 metrics_protocol = "reference"
+metrics_representation = "mean"  # the code metrics score: mean (the encoder mean, as disentanglement_lib reports) | sampled (z ~ q(z|x))
 checkpoint = "latest"  # which checkpoint evaluate, analyze and export read: latest | best
 
 # --- per-dataset defaults, used for each value above that is None

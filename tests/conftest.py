@@ -31,3 +31,16 @@ def write_celeba_folder(folder, count, train, validation):
 def celeba_dir(tmp_path_factory):
     """120 images: 80 train, 20 validation, 20 test."""
     return write_celeba_folder(tmp_path_factory.mktemp("celeba"), 120, 80, 20)
+
+
+def objective_settings(**overrides):
+    """models.ObjectiveSettings from params.py's defaults (dSprites'), overridden:
+    params.py is the one source of defaults."""
+    from pathlib import Path
+
+    from models import ObjectiveSettings
+    from utils.settings import cli
+
+    params = cli.import_params(Path(__file__).resolve().parents[1] / "params.py")
+    p, _ = cli.parse_command_line(cli.read_params(params), ["--dataset=dsprites"])
+    return ObjectiveSettings.of({**p, "lambda_d": None, **overrides})

@@ -1,4 +1,4 @@
-"""utils.analysis (what each latent controls), on a fake linear "model": no
+"""utils.outputs.analysis (what each latent controls), on a fake linear "model": no
 TensorFlow."""
 
 import json
@@ -7,8 +7,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from utils import analysis as analysis_module
-from utils.analysis import analyze, save_analysis_figure
+from utils.outputs import analysis as analysis_module
+from utils.outputs.analysis import analyze, save_analysis_figure
 
 SIZE, LATENTS = 16, 8
 # Latent -> (what it controls, std of its mean over the samples). Only these three

@@ -1,4 +1,4 @@
-"""`python -m utils.benchmark --quick --reference-metrics`: every figure is measured
+"""`python -m benchmark --quick --reference-metrics`: every figure is measured
 and reported (slow: `pytest -m slow`). Speed targets are the benchmark's to print,
 never a test's to assert. The fast tests check its arithmetic and its place in the
 repo."""
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE = REPO / "utils" / "benchmark"
+PACKAGE = REPO / "benchmark"
 COMMON = [
     "images", "bare_images_per_s", "bare_xla_images_per_s", "fed_images_per_s",
     "pipeline_images_per_s",
@@ -52,7 +52,7 @@ RUNS = {"dsprites": ["default"], "celeba": ["cold", "default"]}
 def test_quick_benchmark_reports_every_figure(tmp_path):
     output = tmp_path / "out" / "benchmark.json"
     result = subprocess.run(
-        [sys.executable, "-m", "utils.benchmark", "--quick", "--reference-metrics",
+        [sys.executable, "-m", "benchmark", "--quick", "--reference-metrics",
          f"--output={output}", f"--data-root={tmp_path / 'data'}"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -112,7 +112,7 @@ def test_the_benchmark_never_imports_main():
 
 
 def test_logs_checkpoints_and_images_count_as_many_as_the_window_holds():
-    from utils.benchmark.report import shares
+    from benchmark.report import shares
 
     result = {
         # The window: 64,000 images at 1,000 images/s (64 s), 2 validations of

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils import image_cache
-from utils.celeba import CelebANotFound, load_celeba
-from utils.image_cache import preprocess_image
+from utils.data import image_cache
+from utils.data.celeba import CelebANotFound, load_celeba
+from utils.data.image_cache import preprocess_image
 
 WIDTH, HEIGHT = 178, 218  # CelebA's aligned images
 COUNT = 30
@@ -160,13 +160,13 @@ def test_pool_matches_in_process(celeba_dir, tmp_path):
 
 
 # The pool's workers are forked from main.py, whose Ctrl-C/SIGTERM handler
-# (utils/stopping.py) is installed by then.
+# (utils/runs/stopping.py) is installed by then.
 POOL_IN_A_TRAINING_PROCESS = """
 import json, signal, sys
 import numpy as np
 from pathlib import Path
-from utils import image_cache
-from utils.stopping import StopRequest
+from utils.data import image_cache
+from utils.runs.stopping import StopRequest
 
 folder = Path(sys.argv[1])
 StopRequest()

@@ -13,9 +13,11 @@ import tensorflow as tf
 from test_main import SMALL, read_csv, run_main
 
 import params
-from utils import checkpoints, cli
-from utils.checkpoints import Checkpoints, TrainingState
-from utils.run_folder import ADDED_LATER, RunFolderError, load_parameters
+from train import TrainingState
+from utils.runs import checkpoints
+from utils.runs.checkpoints import Checkpoints
+from utils.runs.folder import ADDED_LATER, RunFolderError, load_parameters
+from utils.settings import cli
 
 TINY = [
     "--dataset=dsprites", "--image_size=32", "--latent_size=2",

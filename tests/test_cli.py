@@ -11,8 +11,9 @@ import pytest
 
 import main
 import params
-from utils import cli, compare, config
 from utils.objectives import OBJECTIVES
+from utils.outputs import compare
+from utils.settings import cli, config
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = cli.read_params(params)
@@ -192,7 +193,7 @@ def test_a_sweep_is_every_combination_first_name_slowest():
         (["--image_size=40"], "not divisible by 16"),
         (["--dataset=mnist"], "dataset='mnist' is not one of celeba, dsprites"),
         (["--reconstruction_loss=l2"], "reconstruction_loss='l2' is not one of"),
-        (["--dataset=dsprites", "--image_size=32"], "dSprites images are 64×64"),
+        (["--dataset=dsprites", "--image_size=32"], "dsprites images are 64×64"),
         (["--learning_rate=0"], "learning_rate=0.0 must be > 0"),
         (["--run_name=../elsewhere"], "no slashes"),
         (["--conv_layers=[[32,4]]"], "[filters, kernel, stride]"),
@@ -300,14 +301,16 @@ loaded = {}
 def heavy():
     return sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
 
-from utils import cli, config
+from utils.settings import cli
+
+from utils.settings import config
 specs = cli.read_params(cli.import_params(Path("params.py")))
 cli.help_text(specs)
 p, _ = cli.parse_command_line(specs, ["--dataset=dsprites"])
 assert config.validate(p) == [], config.validate(p)
 config.check_strategy("auto")
-loaded["utils.cli, utils.config"] = heavy()
-for module in ("utils.run_folder", "utils.compare"):
+loaded["utils.settings.cli, utils.settings.config"] = heavy()
+for module in ("utils.runs.folder", "utils.outputs.compare"):
     __import__(module)
     loaded[module] = heavy()
 print(json.dumps(loaded))
@@ -321,7 +324,8 @@ def test_nothing_main_needs_before_tensorflow_imports_a_heavy_library():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "utils.cli, utils.config": [], "utils.run_folder": [], "utils.compare": [],
+        "utils.settings.cli, utils.settings.config": [], "utils.runs.folder": [],
+        "utils.outputs.compare": [],
     }  # fmt: skip
 
 
@@ -365,7 +369,7 @@ def test_start_up_lines_below_the_log_level_are_dropped(
 
 def test_tensorflow_starts_without_its_start_up_lines():
     script = (
-        "from utils import config\n"
+        "from utils.settings import config\n"
         "with config.quiet_tensorflow_start_up():\n"
         "    import tensorflow as tf\n"
         "tf.constant(1) + 1\n"

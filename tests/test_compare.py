@@ -1,4 +1,4 @@
-"""utils.compare (runs side by side) on run folders written by hand: params.json,
+"""utils.outputs.compare (side by side) on run folders written by hand: params.json,
 status.json, logs, metrics and images as training, --mode=evaluate and
 --mode=analyze leave them, some broken on purpose. No TensorFlow."""
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils import compare
-from utils.compare import compare_runs, last_values
-from utils.compare_page import summary
-from utils.images import PAD, save_labelled_grid
+from utils.outputs import compare
+from utils.outputs.compare import compare_runs, last_values
+from utils.outputs.compare_page import summary
+from utils.outputs.images import PAD, save_labelled_grid
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {  # a resolved params.json, trimmed to what the page reads or compares
@@ -135,7 +135,7 @@ def test_one_row_per_run_with_its_numbers_and_dashes(predictions):
     assert [a["Reconstruction"], a["KL (nats)"], a["Active latents"]] == [
         "7.25", "0.75", "5 / 10"
     ]  # fmt: skip
-    metrics = ["β-VAE score", "FactorVAE score", "MIG", "DCI disent."]
+    metrics = ["β-VAE score", "FactorVAE score", "MIG", "DCI disentanglement"]
     assert [a[k] for k in metrics] == ["0.912", "0.700", "0.250", "0.333"]
     # No validation yet: the last training row, said so.
     assert [b["Reconstruction"], b["KL (nats)"]] == ["17.12 (train)", "1.88 (train)"]
@@ -238,7 +238,7 @@ def test_fast_protocol_numbers_are_marked_and_never_averaged_with_reference(
     compare_runs(tmp_path)
     rows = runs_table(tmp_path)
     assert [r["MIG"] for r in rows.values()] == ["0.500", "0.200 (fast)", "0.700"]
-    assert rows["fast"]["DCI compl."] == "0.450 (fast)"
+    assert rows["fast"]["DCI completeness"] == "0.450 (fast)"
     (group,) = tables(tmp_path)["Groups"]
     assert group["MIG"] == "0.600 ± 0.141 (n = 2); 0.200 (fast, n = 1)"
     markdown = (tmp_path / "comparison.md").read_text()
@@ -420,7 +420,7 @@ def test_last_values_reads_a_long_log_from_its_tail(tmp_path):
 def test_the_page_needs_no_tensorflow_keras_or_matplotlib(predictions):
     # A fresh interpreter: this one may have imported them for other tests.
     code = (
-        "import sys; from utils.compare import compare_runs; "
+        "import sys; from utils.outputs.compare import compare_runs; "
         f"compare_runs({str(predictions)!r}); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'tensorflow', 'keras', 'matplotlib'}))"
@@ -447,3 +447,24 @@ def test_each_run_shows_its_objectives_own_terms_at_the_last_validation(tmp_path
     compare_runs(tmp_path)
     page = (tmp_path / "comparison.md").read_text()
     assert "discriminator_loss 0.69; tc -2.25" in page
+
+
+def test_runs_whose_metrics_were_made_differently_are_never_averaged(tmp_path):
+    def made(isa, sklearn="1.9.1"):
+        provenance = {
+            "representation": "mean", "dataset": {"name": "dsprites"},
+            "versions": {"tensorflow": "2.21.0", "scikit-learn": sklearn},
+            "cpu": {"isa_family": isa},
+        }  # fmt: skip
+        return {"mig": 0.5, "protocols": {"reference": {"provenance": provenance}}}
+
+    seed_run(tmp_path, "s0", 0, 10.0, metrics=made("avx512"))
+    seed_run(tmp_path, "s1", 1, 12.0, metrics=made("avx512"))
+    seed_run(tmp_path, "s2", 2, 14.0, metrics=made("avx2"))
+    seed_run(tmp_path, "s3", 3, 16.0, metrics=made("avx512", sklearn="1.5.0"))
+    seed_run(tmp_path, "s4", 4, 18.0, metrics={})  # not evaluated yet
+    compare_runs(tmp_path)
+    groups = tables(tmp_path)["Groups"]
+    assert [g["Seeds"] for g in groups] == ["0, 1, 4 (n = 3)", "2 (n = 1)", "3 (n = 1)"]
+    assert "avx2" in runs_table(tmp_path)["s2"]["metrics_provenance"]
+    assert "never averaged together" in (tmp_path / "comparison.md").read_text()

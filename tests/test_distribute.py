@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import write_celeba_folder
 
-from utils.distribute import (
+from utils.devices.distribute import (
     StrategyError,
     check_strategy,
     discard_worker_checkpoints,
@@ -49,8 +49,9 @@ tf.config.set_logical_device_configuration(
 )
 import keras
 from models import BetaVAE, ObjectiveSettings, build_optimizers
-from utils.data import distributed_batches
-from utils.steps import make_steps
+from utils.data.pipeline import distributed_batches
+from train import make_steps
+from conftest import objective_settings
 
 class FakeSource:  # 36 train images: batches of 8 straddle the epochs
     image_shape = (32, 32, 1)
@@ -74,7 +75,7 @@ def train(strategy, objective, initial_weights=None):
     if initial_weights is not None:
         model.set_weights(initial_weights)
     initial = model.get_weights()
-    cfg = ObjectiveSettings(objective=objective, beta=6.0, lambda_od=2.0, lambda_d=5.0)
+    cfg = objective_settings(objective=objective, beta=6.0, lambda_od=2.0, lambda_d=5.0)
     train_steps, validation_losses = make_steps(
         strategy, model, optimizers, step, cfg, 8, 7
     )
@@ -183,7 +184,7 @@ SMALL = [
 WITH_WEIGHT_DUMPS = """
 import json, os, runpy, sys
 import numpy as np
-from utils.checkpoints import Checkpoints
+from utils.runs.checkpoints import Checkpoints
 
 task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 save = Checkpoints.save
@@ -358,7 +359,7 @@ def test_two_workers_train_one_run_in_lock_step_and_resume(celeba_dir, tmp_path)
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (key, a, b)
 
 
-# --- utils/distribute.py: who is the chief, and clear errors
+# --- utils/devices/distribute.py: who is the chief, and clear errors
 
 
 def fake_strategy(task_type, task_id):
@@ -439,7 +440,7 @@ def test_multi_worker_with_a_wrong_tf_config_says_so(monkeypatch, tf_config):
 def test_xla_auto_is_on_only_with_one_gpu():
     import tensorflow as tf
 
-    from utils.distribute import use_xla
+    from utils.devices.distribute import use_xla
 
     default = tf.distribute.get_strategy()
     has_gpu = bool(tf.config.list_logical_devices("GPU"))

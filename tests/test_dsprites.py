@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import dsprites
-from utils.dsprites import (
+from utils.data import dsprites
+from utils.data.dsprites import (
     FACTOR_SIZES,
     NUM_IMAGES,
     OFFICIAL_FILENAME,
@@ -379,15 +379,21 @@ def test_latents_agree_with_the_index(dataset):
         np.testing.assert_array_equal(data.latents_values[rendered, f], values[c[:, f]])
 
 
-def test_sample_classes_is_uniform_and_seeded(dataset):
+def test_sample_factors_is_uniform_and_in_disentanglement_libs_draw_order(dataset):
     data, _ = dataset
-    c = data.sample_classes(40_000, np.random.default_rng(3))
-    assert c.shape == (40_000, 6) and (c >= 0).all() and (c < FACTOR_SIZES).all()
-    for f, size in enumerate(FACTOR_SIZES):
+    c = data.sample_factors(40_000, np.random.RandomState(3))
+    scored = FACTOR_SIZES[1:]  # colour has one value and is not scored
+    assert c.shape == (40_000, 5) and (c >= 0).all() and (c < scored).all()
+    for f, size in enumerate(scored):
         counts = np.bincount(c[:, f], minlength=size)
         assert counts.min() > 0.7 * 40_000 / size
-    again = data.sample_classes(40_000, np.random.default_rng(3))
-    np.testing.assert_array_equal(c, again)
+    # disentanglement_lib: one randint(size, size=n) per scored factor, in order.
+    rs = np.random.RandomState(3)
+    expected = np.stack([rs.randint(size, size=40_000) for size in scored], axis=1)
+    np.testing.assert_array_equal(c, expected)
+    index = data.index_of(c[:5])
+    np.testing.assert_array_equal(data.classes_of(index)[:, 1:], c[:5])
+    assert data.name == "dsprites" and data.scored_names[0] == "shape"
 
 
 def test_splits_are_fixed_disjoint_and_complete(dataset):

@@ -1,4 +1,4 @@
-"""utils/export.py: each export loads in a clean process (no repo on its path, no
+"""utils/outputs/export.py: an export loads in a clean process (no repo on its path, no
 custom objects, no GPU, one device) and computes what the model that was exported
 computes; a failed or killed export leaves the previous one whole.
 
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import utils.export
+import utils.outputs.export
 from models import BetaVAE
-from utils.export import EXPORTS, export_model, remove_unfinished_exports
+from utils.outputs.export import EXPORTS, export_model, remove_unfinished_exports
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds for a subprocess: a hang fails, not blocks CI
@@ -137,7 +137,7 @@ tf.config.set_logical_device_configuration(
 )
 import keras
 from models import BetaVAE
-from utils.export import export_model
+from utils.outputs.export import export_model
 
 LAYERS = {layers}
 {with_random_biases}
@@ -401,7 +401,7 @@ def test_killed_between_renames_the_older_saved_model_goes_back(
     folder = shutil.copytree(root / "gray/model", tmp_path / "model")
     before = snapshot(folder)
     fail_to_rename_the_new_saved_model(monkeypatch)
-    monkeypatch.setattr(utils.export, "discard", lambda staging, folder: None)
+    monkeypatch.setattr(utils.outputs.export, "discard", lambda staging, folder: None)
     with pytest.raises(OSError, match="Input/output"):
         export_model(build(99, (32, 32, 1)), folder)  # "killed": nothing cleaned
     assert not (folder / "saved_model").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from utils import files
 from utils.files import FileLock, atomic_write_bytes, atomic_writer
-from utils.run_folder import RunFolderError, RunLock
+from utils.runs.folder import RunFolderError, RunLock
 
 
 def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):

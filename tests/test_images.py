@@ -1,11 +1,11 @@
-"""utils.images: grids, the composite page, labelled grids, figures as PNG, GIFs."""
+"""utils.outputs.images: grids, the composite page, labelled grids, PNGs, GIFs."""
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from utils.images import (
+from utils.outputs.images import (
     image_grid,
     labelled_grid_page,
     latent_gif,
@@ -15,7 +15,7 @@ from utils.images import (
     save_labelled_grid,
     step_filename,
 )
-from utils.logs import read_log_csv
+from utils.outputs.logs import read_log_csv
 
 
 def flat_images(n, size=8, channels=3):

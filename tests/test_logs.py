@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from utils.logs import CsvLog, read_log_csv
+from utils.outputs.logs import CsvLog, read_log_csv
 
 COLUMNS = ["step", "loss", "kl"]
 

@@ -240,13 +240,13 @@ def test_dsprites_run_writes_metrics(tmp_path):
     [(0, 7), (7, 3), (9, 1), (10, 7), (17, 3), (19, 1), (49, 1), (95, 5), (98, 2)],
 )
 def test_a_call_of_several_steps_ends_at_the_next_event(current, expected):
-    from utils.steps import steps_in_next_call
+    from train import EventSchedule
 
     p = {
         "steps_per_call": 7, "num_steps": 100, "validation_step": 10,
         "checkpoint_step": 20, "plot_step": 50,
     }  # fmt: skip
-    assert steps_in_next_call(current, p) == expected
+    assert EventSchedule.of(p).steps_in_next_call(current) == expected
 
 
 # Validation rows of a real β warm-up (KL annealing to β = 1), recorded from
@@ -282,7 +282,7 @@ def test_a_warm_up_schedule_does_not_stop_early():
     run would have stopped at step 360 of 400."""
     import tensorflow as tf
 
-    from utils.checkpoints import TrainingState
+    from train import TrainingState
 
     p = {
         "seed": 0, "conv_layers": [[8, 4, 2]], "dense_layers": [], "latent_size": 2,
@@ -324,7 +324,7 @@ def test_data_too_small_for_the_run_is_refused_before_work(
 
 @pytest.mark.parametrize("mode", ["analyze", "evaluate", "export"])
 def test_a_run_in_use_is_refused_before_the_data_loads(tmp_path, mode):
-    from utils.run_folder import RunLock
+    from utils.runs.folder import RunLock
 
     out = tmp_path / "predictions"
     run = out / "busy"

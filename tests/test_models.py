@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import objective_settings
 from scipy.special import logsumexp, softmax
 
 from models import (
@@ -203,12 +204,28 @@ def factor_model():
     return BetaVAE((32, 32, 1), [[8, 4, 2]] * 4, [[16]], 3, discriminator=True)
 
 
+def numpy_total_correlation(z, mean, log_var):
+    """disentanglement_lib's minibatch estimate, written again in NumPy (float64):
+    log q(z_i) ≈ logsumexp_j log q(z_i | x_j), the same per dimension for the
+    product of the marginals, no log(N·M) correction (REFERENCE.md)."""
+    from scipy.special import logsumexp
+
+    z, mean, log_var = (np.asarray(a, np.float64) for a in (z, mean, log_var))
+    diff = z[:, None, :] - mean[None, :, :]
+    log_density = -0.5 * (
+        np.log(2 * np.pi) + log_var[None] + diff**2 / np.exp(log_var[None])
+    )
+    log_qz = logsumexp(log_density.sum(axis=2), axis=1)
+    log_product = logsumexp(log_density, axis=1).sum(axis=1)
+    return np.mean(log_qz - log_product)
+
+
 @pytest.mark.parametrize("objective", sorted(LOSSES))
 def test_each_objective_is_its_formula(objective, factor_model):
     rng = np.random.default_rng(3)
     images = tf.constant(rng.random((6, 32, 32, 1)), tf.float32)
     epsilon = rng.normal(size=(6, 3))
-    cfg = ObjectiveSettings(objective=objective, **SETTINGS)
+    cfg = objective_settings(objective=objective, **SETTINGS)
     out = {
         k: np.asarray(v)
         for k, v in compute_losses(
@@ -218,14 +235,17 @@ def test_each_objective_is_its_formula(objective, factor_model):
     z_mean, z_log_var = (np.asarray(a) for a in factor_model.encoder(images))
     z = (z_mean + np.exp(0.5 * z_log_var) * epsilon).astype(np.float32)
     recon, kl = out["reconstruction_loss"], out["kl"]
+    # KL(N(μ, σ²) ‖ N(0, 1)) in closed form, in NumPy: not the code under test.
+    kl_numpy = 0.5 * (z_mean**2 + np.exp(z_log_var) - 1 - z_log_var).sum(axis=1)
+    np.testing.assert_allclose(kl, kl_numpy, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["negative_elbo"], recon + kl, rtol=1e-6)
     if objective == "beta":
         expected = recon + 6.0 * kl
     elif objective == "capacity":  # C(5) = 5 · 5/10
         expected = recon + 100.0 * np.abs(kl - 2.5)
     elif objective == "tc":
-        tc = total_correlation(z, z_mean, z_log_var).numpy()
-        np.testing.assert_allclose(out["tc"], tc, rtol=1e-4, atol=1e-5)
+        tc = numpy_total_correlation(z, z_mean, z_log_var)
+        np.testing.assert_allclose(out["tc"], tc, rtol=1e-4, atol=1e-4)
         expected = recon + kl + 5.0 * tc
     elif objective == "factor":
         logits = np.asarray(factor_model.discriminator(z))
@@ -266,7 +286,7 @@ def test_dip_lambda_d_defaults_to_disentanglement_libs_ratio():
 
 
 def test_the_discriminator_trains_on_its_own_loss_only(factor_model):
-    from utils.steps import train_step
+    from train import train_step
 
     p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": "float32"}
     optimizer, discriminator_optimizer = build_optimizers(p, factor_model)
@@ -277,7 +297,7 @@ def test_the_discriminator_trains_on_its_own_loss_only(factor_model):
     assert not vae & critic
     before = [v.numpy().copy() for v in factor_model.discriminator.variables]
     images = tf.constant(np.random.default_rng(4).random((8, 32, 32, 1)), tf.float32)
-    cfg = ObjectiveSettings(objective="factor", **SETTINGS)
+    cfg = objective_settings(objective="factor", **SETTINGS)
     for _ in range(3):
         train_step(
             factor_model, optimizer, discriminator_optimizer, images, 0, cfg,
@@ -327,7 +347,7 @@ def test_decoder_mirrors_encoder_channels():
 def test_compute_losses_per_example_and_per_latent():
     model = BetaVAE((32, 32, 1), SPEC, DENSE, 5)
     images = tf.random.uniform((3, 32, 32, 1), seed=1)
-    cfg = ObjectiveSettings(beta=2.0, reconstruction_loss="bernoulli")
+    cfg = objective_settings(beta=2.0, reconstruction_loss="bernoulli")
     out = compute_losses(model, images, 0, cfg, FixedNoise(np.zeros((3, 5))))
     assert out["loss"].shape == (3,) and out["kl_per_latent"].shape == (3, 5)
     np.testing.assert_allclose(
@@ -345,7 +365,7 @@ def test_compute_losses_per_example_and_per_latent():
 def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, compute):
     import keras
 
-    from utils.steps import make_steps
+    from train import make_steps
 
     model = BetaVAE((32, 32, 1), SPEC, DENSE, 5, precision=precision)
     assert model.encoder.get_layer("conv0").compute_dtype == compute
@@ -354,7 +374,7 @@ def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, co
     casts = [layer for layer in model.decoder.layers if layer.name == "logits"]
     assert casts and casts[0].compute_dtype == "float32"
     assert {v.dtype for v in model.trainable_variables} == {"float32"}
-    cfg = ObjectiveSettings(reconstruction_loss="bernoulli")
+    cfg = objective_settings(reconstruction_loss="bernoulli")
     batch = FixedNoise(np.zeros((2, 5)))
     out = compute_losses(model, tf.zeros((2, 32, 32, 1)), 0, cfg, batch)
     assert {v.dtype for v in out.values()} == {tf.float32}  # losses, KL, β
@@ -376,3 +396,53 @@ def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, co
     assert int(step.numpy()) == 20
     after = model.get_weights()
     assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_the_training_path_permutes_each_latent_column_on_its_own():
+    """FactorVAE's ∏ q(z_j) samples: train.ReplicaBatch.shuffle (what the train
+    step calls) permutes every column of z across the batch independently. Without
+    the permutation, or with one permutation for all columns, the discriminator
+    would see q(z) itself."""
+    from train import ReplicaBatch
+
+    n, latents = 64, 4
+    z = np.arange(n * latents, dtype=np.float32).reshape(latents, n).T  # distinct
+    images = tf.zeros((n, 8, 8, 1))
+
+    def shuffled():
+        return ReplicaBatch(images, latents, n, seed=3, salt=7).shuffle(tf.constant(z))
+
+    out = tf.distribute.get_strategy().run(shuffled).numpy()
+    for j in range(latents):  # each column a permutation of its own values …
+        assert sorted(out[:, j]) == sorted(z[:, j])
+        assert not np.array_equal(out[:, j], z[:, j])
+    rows = [np.argsort(np.argsort(out[:, j])) for j in range(latents)]
+    assert len({tuple(r) for r in rows}) == latents  # … and not the same one
+
+
+def test_the_factor_vae_discriminator_learns_to_tell_q_z_from_its_marginals():
+    """With correlated latents (the same noise in every dimension), the
+    discriminator's loss falls below log 2 (chance) within a few dozen steps."""
+    from train import train_step
+
+    model = BetaVAE((16, 16, 1), [[8, 4, 2]] * 2, [[16]], 3, discriminator=True)
+    p = {"learning_rate": 1e-4, "adam_beta_1": 0.5, "precision": "float32"}
+    optimizer, _ = build_optimizers(p, model)
+    critic_optimizer = tf.keras.optimizers.Adam(1e-3)
+    rng = np.random.default_rng(5)
+    images = tf.constant(rng.random((64, 16, 16, 1)), tf.float32)
+    cfg = objective_settings(objective="factor", **SETTINGS)
+
+    class SharedNoise(FixedNoise):
+        def shuffle(self, z):  # the training path's permutation, one device
+            from models import permute_dims
+
+            return permute_dims(z, (0, self.step))
+
+    losses = []
+    for step in range(60):
+        noise = SharedNoise(np.repeat(rng.normal(size=(64, 1)), 3, axis=1))
+        noise.step = step
+        out = train_step(model, optimizer, critic_optimizer, images, step, cfg, noise)
+        losses.append(float(np.mean(out["discriminator_loss"])))
+    assert np.mean(losses[-10:]) < np.log(2) - 0.05, losses[::10]

@@ -1,11 +1,11 @@
-"""utils.plots: loss curves driven by the objective's description, KL bars."""
+"""utils.outputs.plots: loss curves driven by the objective's description, KL bars."""
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from utils.objectives import OBJECTIVES
-from utils.plots import (
+from utils.outputs.plots import (
     MAX_BARS,
     kl_bars_figure,
     loss_curves_figure,

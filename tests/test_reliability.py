@@ -19,8 +19,9 @@ import pytest
 from test_main import REPO, SMALL, read_csv, run_main
 
 import main
-from utils import files, run_folder
-from utils.run_folder import RunFolderError, RunLock, check_writable
+from utils import files
+from utils.runs import folder as run_folder
+from utils.runs.folder import RunFolderError, RunLock, check_writable
 
 NUM_STEPS = 30  # of the uninterrupted reference run
 # Everything but the resumable how-long and how-often parameters must match the
@@ -198,7 +199,8 @@ def test_unusable_data_dir_is_reported_with_exit_2(celeba_dir, tmp_path, capsys)
 FAULTY_MAIN = """
 import errno, os, resource, runpy, signal, sys
 sys.path.insert(0, {repo!r})
-from utils import checkpoints, logs
+from utils.runs import checkpoints
+from utils.outputs import logs
 
 AT = int(os.environ["FAULT_STEP"])
 if os.environ["FAULT"] == "log":  # half the rows written, then ENOSPC
@@ -214,7 +216,7 @@ if os.environ["FAULT"] == "log":  # half the rows written, then ENOSPC
 
     logs.CsvLog.flush = flush_on_a_full_disk
 elif os.environ["FAULT"] == "tensorboard":  # the event file cannot grow
-    from utils import tensorboard
+    from utils.outputs import tensorboard
 
     write = tensorboard.TensorBoard.write
 
@@ -225,9 +227,9 @@ elif os.environ["FAULT"] == "tensorboard":  # the event file cannot grow
 
     tensorboard.TensorBoard.write = write_on_a_full_disk
 elif os.environ["FAULT"] == "validation":  # a bug in validation, at its first call
-    from utils import steps
+    import train
 
-    make_steps = steps.make_steps
+    make_steps = train.make_steps
 
     def failing_validation(*args, **kwargs):
         train_steps, validation_losses = make_steps(*args, **kwargs)
@@ -237,7 +239,7 @@ elif os.environ["FAULT"] == "validation":  # a bug in validation, at its first c
 
         return train_steps, validation
 
-    steps.make_steps = failing_validation
+    train.make_steps = failing_validation
 else:  # no file may grow from this checkpoint on: TensorFlow's own write error
     save = checkpoints.Checkpoints.save
 
@@ -379,7 +381,7 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(
 def test_discarding_a_bad_checkpoint_falls_back_to_the_one_before(tmp_path):
     import tensorflow as tf
 
-    from utils.checkpoints import Checkpoints
+    from utils.runs.checkpoints import Checkpoints
 
     weights = tf.Variable([1.0, 2.0])
     checkpoints = Checkpoints(tmp_path, weights=weights)
@@ -525,7 +527,7 @@ def test_killed_many_times_ends_like_an_uninterrupted_run(
 SLOW_EXPORT = """
 import os, runpy, sys, time
 sys.path.insert(0, {repo!r})
-from utils import export
+from utils.outputs import export
 
 real_export = export.export_model
 

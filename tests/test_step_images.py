@@ -1,4 +1,4 @@
-"""utils.step_images: what the model draws every plot_step, on a fake model whose
+"""utils.outputs.step_images: what the model draws at each step, on a fake model whose
 KL per latent and decoded pictures are designed, and once on a real BetaVAE."""
 
 import threading
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import BetaVAE, kl_per_latent
-from utils.step_images import (
+from utils.outputs.step_images import (
     DECODE_PIXELS,
     ENCODE_PIXELS,
     MAX_TRAVERSAL_ROWS,
@@ -42,6 +42,10 @@ class FakeModel:
         bright = images.mean(axis=(1, 2, 3)) > 0.5
         log_var = np.stack([self.log_var[bool(b)] for b in bright])
         return np.zeros_like(log_var), log_var
+
+    def posterior(self, images):
+        z_mean, log_var = self.encoder(images)
+        return z_mean, 0.5 * (np.exp(log_var) - 1.0 - log_var)  # μ = 0
 
     def decode(self, z):
         z = np.asarray(z)

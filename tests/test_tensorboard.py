@@ -1,4 +1,4 @@
-"""utils/tensorboard.py: event files read back record by record, a full disk, two
+"""utils/outputs/tensorboard.py: event files read back by record, a full disk, two
 threads at once, hparams and metrics; and (slow) a real TensorBoard serving them."""
 
 import errno
@@ -25,8 +25,8 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from utils import tensorboard
-from utils.tensorboard import TensorBoard, write_hparams, write_metrics
+from utils.outputs import tensorboard
+from utils.outputs.tensorboard import TensorBoard, write_hparams, write_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 LOSSES = {"loss": 80.5, "reconstruction_loss": 70.25, "kl": 10.25, "beta": 4.0}
@@ -363,7 +363,7 @@ def test_a_failed_metrics_rewrite_keeps_the_old_values(tmp_path, monkeypatch):
 def test_writing_imports_no_tensorflow(tmp_path):
     """Importing TensorFlow takes seconds: a tool reading a run must not pay it."""
     script = (
-        "import sys; from utils.tensorboard import TensorBoard, write_metrics; "
+        "import sys; from utils.outputs.tensorboard import TensorBoard, write_metrics; "
         f"b = TensorBoard({str(tmp_path)!r}); b.write('train', 1, {{'loss': 1}}); "
         f"b.close(); write_metrics({str(tmp_path)!r}, 1, {{'mig': 0.5}}); "
         "assert 'tensorflow' not in sys.modules"

@@ -1,0 +1,302 @@
+"""One page comparing runs: predictions/comparison.html and comparison.md.
+
+Everything is read from the run folders' own files (params.json, status.json,
+log.csv, validation.csv, metrics.json, analysis/), so the page can be rebuilt at
+any time, even while runs train. Runs that differ only in their seed form a group,
+summarised as mean ± std. utils.outputs.compare_page lays the page out.
+"""
+
+import csv
+import fcntl
+import fnmatch
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.files import atomic_write_bytes
+from utils.objectives import OBJECTIVES
+from utils.outputs.compare_page import METRIC_TITLES, render
+from utils.runs.folder import ADDED_LATER, BOOKKEEPING
+
+PAGE_NAMES = ("comparison.html", "comparison.md")
+OBJECTIVE_PARAMETERS = frozenset(n for o in OBJECTIVES.values() for n in o.parameters)
+# log.csv can hold 100,000 rows, which take seconds to parse: its last rows are
+# all the page needs, and 64 KiB holds dozens even with 100 latents.
+TAIL_BYTES = 1 << 16
+FINAL_COLUMNS = ("step", "reconstruction_loss", "kl")
+
+
+@dataclass
+class Run:
+    name: str
+    params: dict  # params.json; older runs get the values they were trained with
+    unused: frozenset  # parameters of other objectives, which this run ignores
+    status: str  # finished running stopped diverged interrupted failed unfinished
+    status_text: str  # e.g. "stopped at step 700 of 1000"
+    reason: str  # status.json's reason, if any
+    steps: float | None
+    values: dict  # column → (number, "" | "train" | "fast"), or None
+    image: str | None  # its top traversals, relative to predictions/
+
+
+def _read_json(path: Path) -> dict:
+    # A missing or half-written file costs its cells, not the page.
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _finite(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _parse(text: str) -> float | None:
+    try:
+        return _finite(float(text))
+    except ValueError:  # an empty cell: a column that row did not log
+        return None
+
+
+def last_values(path: Path, columns=FINAL_COLUMNS) -> dict[str, float]:
+    """{column: its last finite value} in a log CSV, from its header and tail."""
+    try:
+        with path.open("rb") as f:
+            header, body = f.readline(), f.tell()
+            start = max(body, os.fstat(f.fileno()).st_size - TAIL_BYTES)
+            f.seek(start)
+            lines = f.read().decode(errors="replace").split("\n")
+    except OSError:
+        return {}
+    # Only rows ended by a newline are whole: a kill can cut the last one anywhere,
+    # and the seek may have cut the first.
+    rows, found = lines[int(start > body) : -1], {}
+    try:
+        names = next(csv.reader([header.decode(errors="replace").rstrip("\n")]), [])
+        for row in csv.reader(reversed(rows)):
+            for name, text in zip(names, row, strict=False):
+                if name in columns and name not in found:
+                    if (number := _parse(text)) is not None:
+                        found[name] = number
+    except csv.Error:  # a garbled file: what was read so far
+        pass
+    return found
+
+
+def _lock_held(folder: Path) -> bool:
+    # Opened read-only so that a run without a lock file does not get one.
+    try:
+        descriptor = os.open(folder / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a filesystem without flock: no sign of a process
+        return False
+    finally:
+        os.close(descriptor)  # releases our lock, if we got it
+    return False
+
+
+def _count(value) -> str:
+    number = _finite(value)
+    return "?" if number is None else f"{number:.0f}"
+
+
+def run_status(folder: Path, p: dict, logged: float | None) -> tuple[str, str, str]:
+    """(kind, words, reason) from status.json, the run's lock and its log."""
+    status = _read_json(folder / "status.json")
+    state, reason = status.get("state"), str(status.get("reason") or "")
+    total = _count(status.get("num_steps", p.get("num_steps")))
+    step = _count(status.get("step", logged))
+    if state in ("finished", "failed"):
+        return state, state, reason
+    if state == "stopped":
+        return state, f"stopped at step {step} of {total}", reason
+    if state == "diverged":
+        return state, f"diverged at step {step}", reason
+    if _lock_held(folder):
+        return "running", "running", reason
+    if state == "training":  # and no process holds its lock: it was killed
+        step = _count(logged if logged is not None else status.get("step"))
+        return "interrupted", f"interrupted at step {step} of {total}", reason
+    # A run from before status.json: judged by the steps it logged.
+    num_steps = _finite(p.get("num_steps"))
+    if logged is not None and num_steps is not None and logged >= num_steps:
+        return "finished", "finished", ""
+    return "unfinished", f"unfinished at step {_count(logged)} of {total}", ""
+
+
+def _tagged(number: float | None, tag: str):
+    return None if number is None else (number, tag)
+
+
+def _metric(metrics: dict, key: str):
+    # A run with both protocols shows the reference one.
+    for name, tag in ((key, ""), (f"{key}_fast", "fast")):
+        if (number := _finite(metrics.get(name))) is not None:
+            return number, tag
+    return None
+
+
+def _thumbnail(folder: Path) -> Path | None:
+    grid = folder / "analysis" / "traversal_grid.png"
+    if grid.is_file():
+        return grid
+    try:  # names, not Paths: a long run has hundreds, and Paths sort slowly
+        names = fnmatch.filter(os.listdir(folder / "traversals"), "traversal_*.png")
+    except OSError:
+        return None
+    # Step numbers are zero-padded, so the greatest name is the newest step.
+    return folder / "traversals" / max(names) if names else None
+
+
+def metrics_provenance(metrics: dict) -> str:
+    """What made a run's metrics, but for the time it was made and the seed: runs
+    whose metrics differ in it are never averaged together (a group each)."""
+    made = []  # "": nothing to compare (no metrics yet)
+    for name, results in sorted(metrics.get("protocols", {}).items()):
+        p = results.get("provenance")
+        if not p:
+            return "not recorded (evaluated before provenance, 2026-12-03)"
+        what = {k: results.get(k) for k in ("settings", "estimators")}
+        what |= {k: p[k] for k in ("representation", "dataset", "versions")}
+        what["isa_family"] = p["cpu"]["isa_family"]
+        digest = hashlib.sha256(_signature(what).encode()).hexdigest()[:8]
+        v = p["versions"]
+        made.append(
+            f"{name}: TF {v['tensorflow']}, scikit-learn {v['scikit-learn']}, "
+            f"{what['isa_family']}, {digest}"
+        )
+    return "; ".join(made)
+
+
+def read_run(predictions: Path, name: str) -> Run:
+    folder = predictions / name
+    p = _read_json(folder / "params.json")
+    p = {**ADDED_LATER, **p} if p else {}
+    metrics = _read_json(folder / "metrics.json")
+    if p:  # a column of its own when it differs, and part of the group key
+        p["metrics_provenance"] = metrics_provenance(metrics)
+    objective = OBJECTIVES.get(p.get("objective", "beta"))
+    terms = list(objective.terms) if objective else []
+    log = last_values(folder / "log.csv", (*FINAL_COLUMNS, *terms))
+    final = last_values(folder / "validation.csv", (*FINAL_COLUMNS, *terms))
+    tag = "" if "step" in final else "train"  # no validation yet: the training log
+    final = final if "step" in final else log
+    analysis = _read_json(folder / "analysis" / "analysis.json")
+    values = {
+        "reconstruction_loss": _tagged(final.get("reconstruction_loss"), tag),
+        "kl": _tagged(final.get("kl"), tag),
+        # The objective's own terms (β, C, TC, discriminator loss, DIP penalties).
+        **{f"term:{k}": _tagged(final.get(k), tag) for k in terms},
+        "active_latents": _tagged(_finite(analysis.get("active_latents")), ""),
+    }
+    image = _thumbnail(folder)
+    own = objective.parameters if objective else OBJECTIVE_PARAMETERS
+    # A run shipped without its log.csv (predictions/reference_*) says its step.
+    steps = log.get("step", _finite(_read_json(folder / "status.json").get("step")))
+    return Run(
+        name,
+        p,
+        OBJECTIVE_PARAMETERS - set(own),
+        *run_status(folder, p, log.get("step")),
+        steps,
+        values | {key: _metric(metrics, key) for key in METRIC_TITLES},
+        image.relative_to(predictions).as_posix() if image else None,
+    )
+
+
+def _signature(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def group_key(run: Run) -> str:
+    """Equal for runs that differ only in their seed and in bookkeeping."""
+    if not run.params:  # an unreadable params.json: a group of its own
+        return f"unreadable {run.name}"
+    ignored = BOOKKEEPING | run.unused | {"seed", "metrics_provenance"}
+    return _signature({k: v for k, v in run.params.items() if k not in ignored})
+
+
+def group_runs(runs: list[Run]) -> list[list[Run]]:
+    """The groups, in the order of their first run; runs whose metrics were made
+    differently (metrics_provenance) are groups apart, a run without metrics
+    joins the first."""
+    groups = {}
+    for run in runs:
+        made = run.params.get("metrics_provenance", "")
+        kinds = groups.setdefault(group_key(run), {})
+        if made and made not in kinds:
+            kinds[made] = kinds.pop("", [])  # the metric-less join the first kind
+        kinds.setdefault(made or next(iter(kinds), ""), []).append(run)
+    return [runs for kinds in groups.values() for runs in kinds.values()]
+
+
+def differing_parameters(runs: list[Run]) -> list[str]:
+    """The parameters whose values differ between the runs, apart from bookkeeping,
+    the seed, the dataset and the objective (each shown in its own column)."""
+    shown = BOOKKEEPING | {"seed", "dataset", "objective"}
+    readable = [run for run in runs if run.params]
+    names = dict.fromkeys(k for run in readable for k in run.params if k not in shown)
+
+    def values(name):
+        return {
+            _signature([name in run.params, run.params.get(name)])
+            for run in readable
+            if name not in run.unused
+        }
+
+    return [name for name in names if len(values(name)) > 1]
+
+
+def run_folders(predictions: Path) -> list[str]:
+    """Folders with a params.json, but the page's own outputs and hidden ones."""
+    try:
+        entries = sorted(predictions.iterdir())
+    except OSError:
+        return []
+    return [
+        e.name
+        for e in entries
+        if e.name not in PAGE_NAMES
+        and not e.name.startswith(".")
+        and os.path.isfile(e / "params.json")  # False on any error, not a raise
+    ]
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write_bytes(path, text)
+    except OSError as error:
+        # The error names the temporary file; main.py shows this message instead.
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def compare_runs(predictions: Path, run_names: list[str] | None = None) -> Path:
+    """Write predictions/comparison.html and .md; returns the HTML path. Runs:
+    `run_names`, or every folder with a params.json, by name."""
+    predictions = Path(predictions)
+    existing = run_folders(predictions)
+    names = existing if run_names is None else list(run_names)
+    unknown = [name for name in names if name not in existing]
+    if unknown:
+        raise ValueError(
+            f"no run {', '.join(map(repr, unknown))} in {predictions}; runs there: "
+            + (", ".join(existing) or "none (no folder with a params.json)")
+        )
+    if not names:
+        raise ValueError(f"no runs to compare in {predictions}")
+    runs = [read_run(predictions, name) for name in names]
+    page, markdown = render(group_runs(runs), differing_parameters(runs))
+    _write(predictions / "comparison.html", page)  # first: the page main.py names
+    _write(predictions / "comparison.md", markdown)
+    return predictions / "comparison.html"

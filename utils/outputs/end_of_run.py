@@ -1,0 +1,106 @@
+"""Where a training run stands, and what its folder holds at its end beyond the
+logs: pictures drawn from them, the model's exports and (dSprites) the metrics.
+Written when training ends, and by a rerun whose end a stop or a kill cut short,
+which writes only what is missing.
+"""
+
+import json
+
+from tqdm import tqdm
+
+from utils.data.pipeline import test_sets
+from utils.outputs.export import export_model
+from utils.outputs.images import save_gif
+from utils.outputs.logs import read_log_csv
+from utils.outputs.metrics_file import evaluate_metrics
+from utils.outputs.plots import save_kl_bars, save_loss_curves
+from utils.outputs.step_images import z_mean_and_kl
+from utils.runs.checkpoints import latest_checkpoint_step, read_state_value
+from utils.runs.folder import load_parameters
+
+
+def saved_parameters(folder):
+    """The run's parameters: params.json, or if it is lost, the copy in the
+    latest checkpoint; None for a new run."""
+    return load_parameters(folder) or read_state_value(
+        folder / "checkpoints", "parameters"
+    )
+
+
+def finished_step(p, folder):
+    """The step at which the run finished training (num_steps reached, or early
+    stopping), from its last checkpoint; None while it has more to train."""
+    done = latest_checkpoint_step(folder / "checkpoints")
+    if done >= p["num_steps"]:
+        return done
+    patience = p["early_stopping_patience"]
+    if done and patience:
+        stale = read_state_value(
+            folder / "checkpoints", "validations_without_improvement"
+        )
+        if stale is not None and stale >= patience:
+            return done
+    return None
+
+
+def final_outputs(p, folder, step, results=True):
+    """{name: whether it is written} for what a run's folder holds at its end:
+    pictures drawn from its logs, and (`results`, once it is finished) the model's
+    exports and metrics."""
+    outputs = {
+        "loss_curves.png": (folder / "loss_curves.png").is_file(),
+        "kl_per_latent.png": (folder / "kl_per_latent.png").is_file(),
+    }
+    if any((folder / "composites").glob("step_*.jpg")):
+        outputs["training.gif"] = (folder / "training.gif").is_file()
+    if not results:
+        return outputs
+    exports = ("encoder.keras", "decoder.keras", "saved_model")
+    outputs["model/"] = all((folder / "model" / name).exists() for name in exports)
+    if p["dataset"] == "dsprites" and p["metrics_at_end"]:
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
+        protocol = metrics.get("protocols", {}).get(p["metrics_protocol"], {})
+        outputs["metrics.json"] = protocol.get("step") == step
+    return outputs
+
+
+def missing_final_outputs(p, folder, step):
+    return [name for name, done in final_outputs(p, folder, step).items() if not done]
+
+
+def write_final_outputs(p, folder, model, source, step, everything, results):
+    """training.gif, loss_curves.png, kl_per_latent.png and, with `results`, the
+    exports and (dSprites) the metrics: what a user opens first. `everything`:
+    after training; else only what is missing (a rerun of a finished run whose
+    end a stop or a kill cut short)."""
+
+    def kl_bars():
+        _, kl_images = test_sets(source)
+        _, kl = z_mean_and_kl(model, kl_images)
+        save_kl_bars(folder / "kl_per_latent.png", kl.mean(axis=0), len(kl_images))
+
+    writers = {
+        "training.gif": lambda: save_gif(
+            folder / "training.gif", sorted((folder / "composites").glob("step_*.jpg"))
+        ),
+        "loss_curves.png": lambda: save_loss_curves(
+            folder / "loss_curves.png",
+            read_log_csv(folder / "log.csv"),
+            read_log_csv(folder / "validation.csv"),
+            p,
+        ),
+        "kl_per_latent.png": kl_bars,
+        "model/": lambda: export_model(model, folder / "model"),
+        "metrics.json": lambda: evaluate_metrics(
+            model.encoder, source, folder, p["metrics_protocol"], step
+        ),
+    }
+    outputs = final_outputs(p, folder, step, results)
+    missing = [k for k, done in outputs.items() if everything or not done]
+    bar = tqdm(missing, desc="results", unit="file", dynamic_ncols=True)
+    for name in bar:  # the metrics show their own bars: minutes with reference
+        bar.set_postfix_str(name)
+        writers[name]()
