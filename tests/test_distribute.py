@@ -51,6 +51,7 @@ import keras
 from models import BetaVAE, ObjectiveSettings, build_optimizers
 from utils.data.pipeline import distributed_batches
 from train import make_steps
+sys.path.insert(0, "tests")  # this script runs in a process of its own
 from conftest import objective_settings
 
 class FakeSource:  # 36 train images: batches of 8 straddle the epochs
