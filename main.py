@@ -83,7 +83,8 @@ def parameters(argv):
         ]
         check_seed_group(group, p["mode"])
         p = group[0] if len(group) == 1 else {**group[0], "run_name": p["run_name"]}
-    errors = [e for run in runs for e in config.validate({**p, **run})]
+    names = {"run_name": p["run_name"].split(",")[0]} if p["run_name"] else {}
+    errors = [e for run in runs for e in config.validate({**p, **run, **names})]
     if errors:
         errors = "\n  ".join(dict.fromkeys(errors))
         raise cli.UsageError(f"invalid parameters:\n  {errors}")
