@@ -12,7 +12,7 @@ seed = 0  # seeds weights, sampling and data order: the same seed gives the same
 predictions_dir = "predictions"  # where run folders go; relative to this repo unless absolute
 
 # --- data
-dataset = "celeba"  # celeba | dsprites (needs no download: generated when absent)
+dataset = "celeba"  # celeba | dsprites (needs no download: generated when absent) | shapes3d | mpi3d_toy | mpi3d_realistic | mpi3d_real | smallnorb | cars3d (official files in data_dir, never downloaded) | folder (every JPEG/PNG under data_dir)
 data_dir = "data"  # where the dataset lives; relative to this repo unless absolute
 image_size = None  # pixels per side; divisible by the product of the conv strides
 crop_size = 128  # CelebA: centre crop of the aligned 178×218 image, as the original
@@ -75,7 +75,7 @@ metrics_at_end = True  # dSprites: compute the disentanglement metrics when trai
 # reference: disentanglement_lib's protocols (minutes on a CPU); fast: smaller samples and
 # extra-trees DCI (~30 s), stored under names ending in _fast
 metrics_protocol = "reference"
-metrics_representation = "mean"  # the code metrics score: mean (the encoder mean, as disentanglement_lib reports) | sampled (z ~ q(z|x))
+metrics_representation = "mean"  # what the metrics score: mean (encoder mean) | sampled (z ~ q(z|x))
 checkpoint = "latest"  # which checkpoint evaluate, analyze and export read: latest | best
 
 # --- per-dataset defaults, used for each value above that is None
@@ -91,5 +91,47 @@ dataset_defaults = {
         "latent_size": 10,
         "reconstruction_loss": "bernoulli",
         "capacity_max": 25.0,
+    },
+    "shapes3d": {
+        "image_size": 64,
+        "latent_size": 10,
+        "reconstruction_loss": "bernoulli",
+        "capacity_max": 25.0,
+    },
+    "mpi3d_toy": {
+        "image_size": 64,
+        "latent_size": 10,
+        "reconstruction_loss": "bernoulli",
+        "capacity_max": 25.0,
+    },
+    "mpi3d_realistic": {
+        "image_size": 64,
+        "latent_size": 10,
+        "reconstruction_loss": "bernoulli",
+        "capacity_max": 25.0,
+    },
+    "mpi3d_real": {
+        "image_size": 64,
+        "latent_size": 10,
+        "reconstruction_loss": "bernoulli",
+        "capacity_max": 25.0,
+    },
+    "smallnorb": {
+        "image_size": 64,
+        "latent_size": 10,
+        "reconstruction_loss": "bernoulli",
+        "capacity_max": 25.0,
+    },
+    "cars3d": {
+        "image_size": 64,
+        "latent_size": 10,
+        "reconstruction_loss": "bernoulli",
+        "capacity_max": 25.0,
+    },
+    "folder": {
+        "image_size": 64,
+        "latent_size": 32,
+        "reconstruction_loss": "squared_error",
+        "capacity_max": 50.0,
     },
 }
