@@ -12,7 +12,7 @@ seed = 0  # seeds weights, sampling and data order: the same seed gives the same
 predictions_dir = "predictions"  # where run folders go; relative to this repo unless absolute
 
 # --- data
-dataset = "celeba"  # celeba | dsprites (needs no download: generated when absent) | shapes3d | mpi3d_toy | mpi3d_realistic | mpi3d_real | smallnorb | cars3d (official files in data_dir, never downloaded) | folder (every JPEG/PNG under data_dir)
+dataset = "celeba"  # celeba | dsprites (needs no download: generated when absent)
 data_dir = "data"  # where the dataset lives; relative to this repo unless absolute
 image_size = None  # pixels per side; divisible by the product of the conv strides
 crop_size = 128  # CelebA: centre crop of the aligned 178×218 image, as the original
@@ -91,47 +91,5 @@ dataset_defaults = {
         "latent_size": 10,
         "reconstruction_loss": "bernoulli",
         "capacity_max": 25.0,
-    },
-    "shapes3d": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
-    "mpi3d_toy": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
-    "mpi3d_realistic": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
-    "mpi3d_real": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
-    "smallnorb": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
-    "cars3d": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
-    "folder": {
-        "image_size": 64,
-        "latent_size": 32,
-        "reconstruction_loss": "squared_error",
-        "capacity_max": 50.0,
     },
 }
