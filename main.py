@@ -10,6 +10,7 @@ that need it import it themselves.
 import sys
 from pathlib import Path
 
+from utils.data import DataNotFound, check_usable
 from utils.outputs.compare import compare_runs
 from utils.runs.folder import (
     RESUMABLE_CHANGES,
@@ -101,19 +102,20 @@ def run_name_of(p):
     return name
 
 
-BUSY_ADVICE = {
-    "train": "Wait for it to finish, stop it, or choose another --run_name.",
-    "evaluate": "Wait for it to finish, or stop it, then evaluate.",
-    "analyze": "Wait for it to finish, or stop it, then analyze.",
-    "export": "Wait for it to finish, or stop it, then export.",
-}
+BUSY_ADVICE = {"train": "Wait for it to finish, stop it, or choose another --run_name."}
+for _mode in ("evaluate", "analyze", "export"):
+    BUSY_ADVICE[_mode] = f"Wait for it to finish, or stop it, then {_mode}."
 
 
 def run(p, folder, stop):
     """Train, or inspect a trained run: TensorFlow from here on."""
+    try:  # in a second, not after TensorFlow's start-up
+        check_usable(p["dataset"], REPO / p["data_dir"], p["mode"])
+    except DataNotFound as error:
+        raise RunFolderError(str(error)) from None
     with config.quiet_tensorflow_start_up():  # its C++ start-up lines, unasked
         import tensorflow  # noqa: F401
-    from utils.data import DataNotFound
+    from utils.data.factor_structure import dataset_problems
     from utils.data.pipeline import split_problems
     from utils.devices.distribute import make_strategy
     from utils.outputs.end_of_run import (
@@ -142,6 +144,7 @@ def run(p, folder, stop):
         raise RunFolderError(str(error)) from None
     print(f"Data: {source.source}")
     problems = split_problems(source, p["batch_size"]) if p["mode"] == "train" else []
+    problems += dataset_problems(source, p["factor_correlation"], p["holdout"])
     if problems:
         raise cli.UsageError(
             "the data cannot train this run:\n  " + "\n  ".join(problems)
@@ -168,7 +171,7 @@ def run(p, folder, stop):
 
 
 def load_data(p):
-    from utils.data import DataNotFound, load_source
+    from utils.data import load_source
 
     data_dir = REPO / p["data_dir"]
     try:
@@ -244,15 +247,8 @@ def inspect_run(p, folder, source, stop):
     """--mode=evaluate (disentanglement metrics), analyze (what each latent does)
     or export, on a trained run's latest (or best) checkpoint, into its folder."""
     from models import build_model
-    from utils.data import info
     from utils.runs.checkpoints import Checkpoints
 
-    if p["mode"] == "evaluate" and not info(p["dataset"]).has_factors:
-        raise RunFolderError(
-            f"the metrics need ground-truth factors, which {p['dataset']} does not "
-            "have: evaluate a run on a ground-truth dataset (dsprites, ...), or use "
-            "--mode=analyze"
-        )
     model = build_model(p, source.image_shape, training=False)
     step = Checkpoints(folder / "checkpoints", model=model).restore(p["checkpoint"])
     if step is None:
@@ -262,12 +258,14 @@ def inspect_run(p, folder, source, stop):
     print(f"{p['mode'].capitalize()} {p['run_name']} at step {step}")
     stop.at_once()
     if p["mode"] == "evaluate":
-        from utils.outputs.metrics_file import evaluate_metrics
+        from utils.outputs.metrics_file import evaluate_holdout, evaluate_metrics
 
         evaluate_metrics(
             model.encoder, source, folder, p["metrics_protocol"], step,
             p["metrics_representation"],
         )  # fmt: skip
+        if p["holdout"]:  # the held-out combinations apart (Montero et al. 2021)
+            evaluate_holdout(model, source, folder, p, step)
     elif p["mode"] == "analyze":
         from utils.outputs.analysis import analyze_model
 

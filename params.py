@@ -7,15 +7,19 @@
 # --- run
 # None: named from the parameters, never reusing a name; an existing name resumes that run
 run_name = None  # folder under predictions/
-mode = "train"  # train | evaluate (dSprites metrics) | analyze (what each latent does) | compare (runs side by side) | export (.keras and SavedModel)
+mode = "train"  # train | evaluate (disentanglement metrics) | analyze (what each latent does) | compare (runs side by side) | export (.keras and SavedModel)
 seed = 0  # seeds weights, sampling and data order: the same seed gives the same run
 predictions_dir = "predictions"  # where run folders go; relative to this repo unless absolute
 
 # --- data
-dataset = "celeba"  # celeba | dsprites (needs no download: generated when absent)
+dataset = "celeba"  # celeba | folder | dsprites | color_dsprites | …: README's dataset table
 data_dir = "data"  # where the dataset lives; relative to this repo unless absolute
 image_size = None  # pixels per side; divisible by the product of the conv strides
 crop_size = 128  # CelebA: centre crop of the aligned 178×218 image, as the original
+# Ground-truth data: correlate two factors in the training images only (Träuble et al. 2021)
+factor_correlation = None  # [factor_a, factor_b, σ], e.g. ["x", "y", 0.2]: p(c_a, c_b) ∝ exp(−(ĉ_a − ĉ_b)²/2σ²), ĉ = class/(size − 1) ∈ [0, 1]; validation, test, metrics stay uncorrelated
+# Ground-truth data: combinations left out of the train split, scored apart (Montero et al. 2021)
+holdout = None  # {factor: [classes]}, e.g. {"x": [0, 1, 2], "y": [0, 1, 2]}: every image whose factors all fall in these sets
 
 # --- model (Burgess et al. 2018 architecture; the original's default spec)
 # [filters, kernel, stride], 'same' padding; the decoder mirrors them
@@ -71,7 +75,7 @@ early_stopping_patience = 20
 checkpoint_step = 500  # steps between checkpoints of the latest state (a resume starts there)
 plot_step = 1000  # steps between composite images and latent traversals
 log_step = 1  # steps between rows of log.csv and TensorBoard scalars
-metrics_at_end = True  # dSprites: compute the disentanglement metrics when training ends
+metrics_at_end = True  # ground-truth datasets: compute the disentanglement metrics when training ends
 # reference: disentanglement_lib's protocols (minutes on a CPU); fast: smaller samples and
 # extra-trees DCI (~30 s), stored under names ending in _fast
 metrics_protocol = "reference"
@@ -79,17 +83,25 @@ metrics_representation = "mean"  # what the metrics score: mean (encoder mean) |
 checkpoint = "latest"  # which checkpoint evaluate, analyze and export read: latest | best
 
 # --- per-dataset defaults, used for each value above that is None
-dataset_defaults = {
-    "celeba": {
-        "image_size": 64,
-        "latent_size": 32,
-        "reconstruction_loss": "squared_error",
-        "capacity_max": 50.0,
-    },
-    "dsprites": {
-        "image_size": 64,
-        "latent_size": 10,
-        "reconstruction_loss": "bernoulli",
-        "capacity_max": 25.0,
-    },
+_photographs = {  # CelebA, and any folder of images (Higgins et al. 2017's CelebA)
+    "image_size": 64,
+    "latent_size": 32,
+    "reconstruction_loss": "squared_error",
+    "capacity_max": 50.0,
 }
+_ground_truth = {  # Locatello et al. 2019: 10 latents, Bernoulli likelihood
+    "image_size": 64,
+    "latent_size": 10,
+    "reconstruction_loss": "bernoulli",
+    "capacity_max": 25.0,
+}
+dataset_defaults = {
+    "celeba": _photographs,
+    "folder": _photographs,
+    **dict.fromkeys(
+        ("dsprites", "color_dsprites", "noisy_dsprites", "scream_dsprites",
+         "dsprites_noshape", "xy_object", "xy_squares", "shapes3d", "mpi3d_toy",
+         "mpi3d_realistic", "mpi3d_real", "smallnorb", "cars3d"),
+        _ground_truth,
+    ),
+}  # fmt: skip

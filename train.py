@@ -35,6 +35,7 @@ from models import (
     permute_dims,
     training_bytes,
 )
+from utils.data.factor_structure import training_indices, training_summary
 from utils.data.pipeline import (
     NUM_KL_IMAGES,
     NUM_TEST_IMAGES,
@@ -52,6 +53,7 @@ from utils.devices.distribute import (
 from utils.objectives import logged_terms, objective_of
 from utils.outputs.end_of_run import finished_step, write_final_outputs
 from utils.outputs.logs import RunLogs
+from utils.outputs.metrics_file import evaluate_holdout
 from utils.outputs.step_images import BackgroundDrawing, step_images, step_images_bytes
 from utils.outputs.tensorboard import write_hparams
 from utils.runs.checkpoints import Checkpoints
@@ -405,6 +407,8 @@ def train(p, folder, source, strategy, stop, params_file):
         if chief:
             stop.at_once()  # from here a stop request stops now: the rerun finishes
             step, results = int(state.step.numpy()), outcome == "finished"
+            if results and p.get("holdout"):  # first: the metrics keep its block
+                evaluate_holdout(state.model, source, folder, p, step)
             write_final_outputs(p, folder, state.model, source, step, trained, results)
             print(f"Wrote {folder}")
         return 0
@@ -422,7 +426,10 @@ def describe_in_tensorboard(p, folder):
     columns = [f"validation/{k}" for k in validation]
     columns += [f"metrics/{k}" for k in headline_names()]
     varying = ("objective", *objective_of(p).parameters, "seed")
-    write_hparams(folder / "tensorboard", p, columns, varying=varying)
+    varying += tuple(k for k in ("factor_correlation", "holdout") if p.get(k))
+    # A dict (holdout) as its JSON text: the tab holds text, numbers and booleans.
+    shown = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in p.items()}
+    write_hparams(folder / "tensorboard", shown, columns, varying=varying)
 
 
 class Loop:
@@ -441,10 +448,16 @@ class Loop:
         self.validation_data = validation_batches(
             strategy, source, p["validation_batches"], p["batch_size"]
         )
+        # The train split, or the images a factor_correlation or holdout leaves:
+        # fixed, the same on a resume (utils/data/factor_structure.py).
+        structure = p.get("factor_correlation"), p.get("holdout")
+        train = training_indices(source, *structure, seed=p["seed"])
+        if summary := training_summary(source, *structure, train):
+            print(summary)
         self.train_batches = iter(
             distributed_batches(
-                strategy, source, source.splits["train"], p["batch_size"],
-                seed=p["seed"], start_step=self.current,
+                strategy, source, train, p["batch_size"], seed=p["seed"],
+                start_step=self.current,
             )
         )  # fmt: skip
         # --- logs: stable column names, which become CSV headers and TensorBoard tags

@@ -146,7 +146,8 @@ def test_help_lists_every_name_with_default_and_comment(capsys):
     for name, (_, comment) in SPECS.items():
         if name != "dataset_defaults":
             assert f"--{name} " in text and " ".join(comment.split()) in words
-    assert "celeba: 32, dsprites: 10" in text  # per-dataset defaults shown
+    assert "(default 32 for celeba, folder; 10 for dsprites," in text  # per dataset
+    assert "(default 64 for every dataset)" in text
     assert max(map(len, text.splitlines())) <= 80  # a terminal's width
 
 
@@ -188,13 +189,13 @@ def test_a_sweep_is_every_combination_first_name_slowest():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--beta=-1"], "beta=-1.0 must be a number ≥ 0"),
+        (["--beta=-1"], "beta=-1.0 must be a finite number ≥ 0"),
         (["--latent_size=0"], "latent_size=0"),
         (["--image_size=40"], "not divisible by 16"),
-        (["--dataset=mnist"], "dataset='mnist' is not one of celeba, dsprites"),
+        (["--dataset=mnist"], "dataset='mnist' is not one of celeba, folder, dsprites"),
         (["--reconstruction_loss=l2"], "reconstruction_loss='l2' is not one of"),
         (["--dataset=dsprites", "--image_size=32"], "dsprites images are 64×64"),
-        (["--learning_rate=0"], "learning_rate=0.0 must be > 0"),
+        (["--learning_rate=0"], "learning_rate=0.0 must be a finite number > 0"),
         (["--run_name=../elsewhere"], "no slashes"),
         (["--conv_layers=[[32,4]]"], "[filters, kernel, stride]"),
         (["--steps_per_call=0"], "steps_per_call=0 must be a whole number ≥ 1"),
@@ -205,10 +206,10 @@ def test_a_sweep_is_every_combination_first_name_slowest():
             ["--objective=vae"],
             "objective='vae' is not one of beta, capacity, tc, factor, dip1, dip2",
         ),
-        (["--factor_gamma=-1"], "factor_gamma=-1.0 must be a number ≥ 0"),
-        (["--lambda_od=-0.5"], "lambda_od=-0.5 must be a number ≥ 0"),
-        (["--lambda_d=-1"], "lambda_d=-1 must be None or a number ≥ 0"),
-        (["--lambda_d='x'"], "lambda_d='x' must be None or a number ≥ 0"),
+        (["--factor_gamma=-1"], "factor_gamma=-1.0 must be a finite number ≥ 0"),
+        (["--lambda_od=-0.5"], "lambda_od=-0.5 must be a finite number ≥ 0"),
+        (["--lambda_d=-1"], "lambda_d=-1 must be None or a finite number ≥ 0"),
+        (["--lambda_d='x'"], "lambda_d='x' must be None or a finite number ≥ 0"),
         (["--metrics_protocol=slow"], "metrics_protocol='slow' is not one of"),
         (["--checkpoint=first"], "checkpoint='first' is not one of latest, best"),
         (
@@ -389,3 +390,53 @@ def test_the_image_size_hint_gives_sizes_the_layers_can_produce():
     message = config.check_image_size(100, [[8, 4, 2]] * 7)
     assert "multiple of 128 (e.g. 128, 256, 512)" in message
     assert config.check_image_size(256, [[8, 4, 2]] * 7) is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset=mnist"], "dataset='mnist' is not one of celeba, folder, dsprites"),
+        (["--dataset=DSprites"], "Did you mean --dataset=dsprites?"),
+        (["--objective=tcvae"], "Did you mean --objective=tc?"),
+        (["--mode=evalute"], "Did you mean --mode=evaluate?"),
+    ],
+)
+def test_a_bad_value_is_one_error_naming_its_closest_choice(argv, message):
+    errors = config.validate(resolved(*argv))
+    assert len(errors) == 1, errors  # no follow-on errors from the dataset's defaults
+    assert message in errors[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--beta=1e999"],
+        ["--beta=nan"],
+        ["--gamma=inf"],
+        ["--lambda_od=1e999"],
+        ["--capacity_max=1e999"],
+        ["--learning_rate=1e999"],
+        ["--learning_rate=nan"],
+        ["--factor_gamma=nan"],
+    ],
+)
+def test_infinite_or_nan_hyperparameters_are_refused(argv):
+    name = argv[0][2:].split("=")[0]
+    try:
+        errors = errors_of(*argv)
+    except cli.UsageError as error:  # nan and inf are no literals: refused as read
+        assert f"--{argv[0][2:]}: expected a number" in str(error)
+    else:
+        assert f"{name}=inf must be a finite number" in errors
+
+
+def test_an_empty_sweep_is_refused_by_name():
+    with pytest.raises(cli.UsageError, match=r"--beta=\(\) sweeps no value"):
+        cli.sweep({"beta": (), "seed": 1})
+
+
+def test_a_seed_numpy_cannot_take_is_refused():
+    assert "seed=4294967296 must be a whole number ≤ 4294967295" in errors_of(
+        "--seed=4294967296"
+    )
+    assert errors_of("--seed=4294967295") == ""

@@ -468,3 +468,23 @@ def test_runs_whose_metrics_were_made_differently_are_never_averaged(tmp_path):
     assert [g["Seeds"] for g in groups] == ["0, 1, 4 (n = 3)", "2 (n = 1)", "3 (n = 1)"]
     assert "avx2" in runs_table(tmp_path)["s2"]["metrics_provenance"]
     assert "never averaged together" in (tmp_path / "comparison.md").read_text()
+
+
+def test_each_run_shows_its_latent_by_factor_heatmaps_reference_first(tmp_path):
+    both = make_run(tmp_path, "both")
+    write_png(both / "analysis" / "latent_factor.png")
+    write_png(both / "analysis" / "latent_factor_fast.png")
+    fast = make_run(tmp_path, "fast")
+    write_png(fast / "analysis" / "latent_factor_fast.png")
+    make_run(tmp_path, "none")
+    page = compare_runs(tmp_path).read_text()
+    for src in (
+        "both/analysis/latent_factor.png",
+        "fast/analysis/latent_factor_fast.png",
+    ):
+        assert f'<a class="heatmap" href="{src}"><img src="{src}"' in page
+    assert "both/analysis/latent_factor_fast.png" not in page
+    rows = runs_table(tmp_path)
+    column = "MI and DCI importance (latent × factor)"
+    assert rows["none"][column] == "–"
+    assert "fast/analysis/latent_factor_fast.png" in rows["fast"][column]

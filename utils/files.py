@@ -31,13 +31,14 @@ def temporaries_of(path) -> list[Path]:
 
 
 @contextmanager
-def atomic_writer(path, durable=False):
+def atomic_writer(path, durable=False, temporary=None):
     """A binary file that becomes `path` when the block ends without an error; on
     an error it is removed and `path` is left as it was. `durable` also fsyncs,
-    for files a resume depends on or too big to write twice."""
+    for files a resume depends on or too big to write twice. `temporary`: the name
+    to write under, beside `path`, when temporary_path's will not do."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(path)
+    temporary = temporary_path(path) if temporary is None else Path(temporary)
     try:
         # "xb" rather than mkstemp, which forces mode 0600: the file gets the
         # usual umask permissions.

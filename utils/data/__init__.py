@@ -23,7 +23,7 @@ class DatasetInfo:
     channels: int  # of its images
     image_size: int | None = None  # fixed size (64 for ground-truth data), or any
     has_factors: bool = True  # ground-truth factors: every metric can score it
-    generated: bool = False  # made here, no download
+    generated: bool = False  # made here, no file to download
 
 
 def _module(name, **info):
@@ -33,8 +33,24 @@ def _module(name, **info):
 GROUND_TRUTH = {"channels": 3, "image_size": 64}
 DATASETS = {  # --dataset name → (module, what it is)
     "celeba": _module("utils.data.celeba", channels=3, has_factors=False),
+    "folder": _module("utils.data.folder", channels=3, has_factors=False),
     "dsprites": _module("utils.data.dsprites", **GROUND_TRUTH | {"channels": 1},
                         generated=True),
+    "color_dsprites": _module("utils.data.color_dsprites", **GROUND_TRUTH,
+                              generated=True),
+    "noisy_dsprites": _module("utils.data.noisy_dsprites", **GROUND_TRUTH,
+                              generated=True),
+    "scream_dsprites": _module("utils.data.scream_dsprites", **GROUND_TRUTH),
+    "dsprites_noshape": _module("utils.data.dsprites_noshape",
+                                **GROUND_TRUTH | {"channels": 1}, generated=True),
+    "xy_object": _module("utils.data.xy_object", **GROUND_TRUTH, generated=True),
+    "xy_squares": _module("utils.data.xy_squares", **GROUND_TRUTH, generated=True),
+    "shapes3d": _module("utils.data.shapes3d", **GROUND_TRUTH),
+    "mpi3d_toy": _module("utils.data.mpi3d.toy", **GROUND_TRUTH),
+    "mpi3d_realistic": _module("utils.data.mpi3d.realistic", **GROUND_TRUTH),
+    "mpi3d_real": _module("utils.data.mpi3d.real", **GROUND_TRUTH),
+    "smallnorb": _module("utils.data.smallnorb", **GROUND_TRUTH | {"channels": 1}),
+    "cars3d": _module("utils.data.cars3d", **GROUND_TRUTH),
 }  # fmt: skip
 
 
@@ -44,6 +60,28 @@ def module_of(dataset: str):
 
 def info(dataset: str) -> DatasetInfo:
     return DATASETS[dataset][1]
+
+
+def check_found(dataset: str, data_dir) -> None:
+    """DataNotFound if the dataset's files are not in data_dir, where its module
+    can tell from their names alone (it has `locate(data_dir)`): main.py asks
+    before TensorFlow starts, so that a missing download is answered in a second.
+    Other modules answer when they load."""
+    locate = getattr(module_of(dataset), "locate", None)
+    if locate is not None:
+        locate(Path(data_dir))
+
+
+def check_usable(dataset: str, data_dir, mode: str) -> None:
+    """DataNotFound, before any work, for metrics on a dataset without
+    ground-truth factors and for files that are not where data_dir points."""
+    if mode == "evaluate" and not info(dataset).has_factors:
+        raise DataNotFound(
+            f"the metrics need ground-truth factors, which {dataset} does not "
+            "have: evaluate a run on a ground-truth dataset (dsprites, ...), --mode="
+            "analyze it, or rank its seeds by UDR (--mode=evaluate --run_name=a,b,c)"
+        )
+    check_found(dataset, data_dir)
 
 
 def load_source(dataset, data_dir, image_size, crop_size, log=print):

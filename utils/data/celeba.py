@@ -241,7 +241,6 @@ def _build(source, files, partition, cache_path, settings, num_workers, say):
     return CelebA(images, splits, _described(source, cache_path), names)
 
 
-
 def load(data_dir: Path, log=print, image_size=64, crop_size=128) -> CelebA:
     try:
         return load_celeba(

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.path import Path as OutlinePath
 from tqdm import tqdm
 
-from utils.data.ground_truth import GroundTruthData
+from utils.data.ground_truth import GroundTruthData, seeded_splits
 from utils.files import atomic_writer, exclusive_build
 
 FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
@@ -232,17 +232,14 @@ class DSprites(GroundTruthData):
             columns = zip(factor_values(), latents_classes.T, strict=True)
             latents_values = np.stack([values[c] for values, c in columns], axis=1)
         self.latents_classes, self.latents_values = latents_classes, latents_values
-        # Seed 0, not the training seed: every run holds out the same images.
-        order = np.random.default_rng(0).permutation(NUM_IMAGES)
-        self.splits = {
-            "train": np.sort(order[2 * NUM_HOLDOUT :]),
-            "validation": np.sort(order[:NUM_HOLDOUT]),
-            "test": np.sort(order[NUM_HOLDOUT : 2 * NUM_HOLDOUT]),
-        }
+        self.splits = seeded_splits(NUM_IMAGES, NUM_HOLDOUT)
 
     def read(self, indices) -> np.ndarray:
         """(n, 64, 64, 1) uint8 images with values 0 or 255, in the order given."""
-        bits = np.unpackbits(self.packed[np.asarray(indices)], axis=1)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and indices.min() < 0:  # NumPy would wrap it round
+            raise IndexError(f"negative image index {int(indices.min())}")
+        bits = np.unpackbits(self.packed[indices], axis=1)
         return (bits * np.uint8(255)).reshape(-1, *self.image_shape)
 
     def images_for_classes(self, classes) -> np.ndarray:
@@ -274,7 +271,6 @@ def load_dsprites(data_dir: Path, log=print) -> DSprites:
     data = DSprites(packed, f"generated (cache: {cache})")
     data.version = GENERATED_FILENAME.removesuffix(".npy")
     return data
-
 
 
 def load(data_dir: Path, log=print, **_) -> DSprites:

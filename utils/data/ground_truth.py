@@ -84,6 +84,18 @@ class GroundTruthData:
         }
 
 
+def seeded_splits(num_images: int, num_holdout: int, seed: int = 0) -> dict:
+    """dSprites' kind of splits: one permutation seeded `seed` (not the training
+    seed, so every run holds out the same images); its first `num_holdout` indices
+    validate, the next `num_holdout` test, the rest train; each sorted."""
+    order = np.random.default_rng(seed).permutation(num_images)
+    return {
+        "train": np.sort(order[2 * num_holdout :]),
+        "validation": np.sort(order[:num_holdout]),
+        "test": np.sort(order[num_holdout : 2 * num_holdout]),
+    }
+
+
 def require_factors(source) -> GroundTruthData:
     """`source` if it has ground-truth factors, else NoGroundTruth naming the fix."""
     if not getattr(source, "has_factors", False):

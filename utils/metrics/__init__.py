@@ -9,6 +9,7 @@ from utils.metrics import (
     beta_vae,
     dci,
     factor_vae,
+    infomec,
     irs,
     mig,
     modularity,
@@ -28,6 +29,7 @@ REGISTRY: dict[str, Metric] = {
         modularity,
         irs,
         unsupervised,
+        infomec,  # last: the others keep their noise streams (evaluate.py)
     )
 }
 PROTOCOLS = ("reference", "fast")

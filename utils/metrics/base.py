@@ -3,7 +3,8 @@
 Each metric is one module holding `METRIC = Metric(...)`: its name, paper, the keys
 it writes into metrics.json, the settings of its two protocols and how many steps
 its progress bar takes. `reference` follows disentanglement_lib (Locatello et al.,
-ICML 2019; its `config/unsupervised_study_v1/metric_configs/`), so that a number
+ICML 2019; its `config/unsupervised_study_v1/metric_configs/`), or for a metric it
+lacks (InfoMEC) the authors' own code, so that a number
 stored under the metric's name means what that name means in a paper; `fast` is a
 smaller variant whose numbers are stored under names ending in `_fast`.
 
@@ -32,7 +33,7 @@ class Metric:
     title: str  # for tables, bars and the compare page
     paper: str
     headlines: dict  # key in metrics.json -> key in the details compute returns
-    reference: dict  # disentanglement_lib's settings
+    reference: dict  # disentanglement_lib's settings (or the metric's authors')
     fast: dict  # a smaller variant's
     compute: Callable
     progress_total: Callable  # (settings, num_factors) -> steps of the bar

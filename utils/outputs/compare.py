@@ -40,6 +40,7 @@ class Run:
     steps: float | None
     values: dict  # column → (number, "" | "train" | "fast"), or None
     image: str | None  # its top traversals, relative to predictions/
+    heatmap: str | None = None  # its latent × factor matrices, likewise
 
 
 def _read_json(path: Path) -> dict:
@@ -159,6 +160,15 @@ def _thumbnail(folder: Path) -> Path | None:
     return folder / "traversals" / max(names) if names else None
 
 
+def _heatmap(folder: Path) -> Path | None:
+    """analysis/latent_factor.png (utils/outputs/heatmaps.py): the reference
+    protocol's, else the fast one's."""
+    for name in ("latent_factor.png", "latent_factor_fast.png"):
+        if (folder / "analysis" / name).is_file():
+            return folder / "analysis" / name
+    return None
+
+
 def metrics_provenance(metrics: dict) -> str:
     """What made a run's metrics, but for the time it was made and the seed: runs
     whose metrics differ in it are never averaged together (a group each)."""
@@ -201,6 +211,7 @@ def read_run(predictions: Path, name: str) -> Run:
         "active_latents": _tagged(_finite(analysis.get("active_latents")), ""),
     }
     image = _thumbnail(folder)
+    heatmap = _heatmap(folder)
     own = objective.parameters if objective else OBJECTIVE_PARAMETERS
     # A run shipped without its log.csv (predictions/reference_*) says its step.
     steps = log.get("step", _finite(_read_json(folder / "status.json").get("step")))
@@ -212,6 +223,7 @@ def read_run(predictions: Path, name: str) -> Run:
         steps,
         values | {key: _metric(metrics, key) for key in METRIC_TITLES},
         image.relative_to(predictions).as_posix() if image else None,
+        heatmap.relative_to(predictions).as_posix() if heatmap else None,
     )
 
 

@@ -62,6 +62,7 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
    informative latents; a click opens the whole image. */
 a.traversal { display: block; width: 440px; max-height: 300px; overflow: hidden; }
 a.traversal img { display: block; width: 100%; }
+a.heatmap img { display: block; width: 220px; }
 """
 
 
@@ -131,6 +132,7 @@ def _terms(runs, n: int) -> Cell:
 
 def _run_row(run, differing, columns) -> list[Cell]:
     image = Cell("top latents", image=run.image) if run.image else Cell(MISSING)
+    heatmap = Cell("latent × factor", image=run.heatmap) if run.heatmap else None
     return [
         Cell(run.name, link=quote(run.name) + "/"),
         *_identity(run, differing),
@@ -140,6 +142,7 @@ def _run_row(run, differing, columns) -> list[Cell]:
         *_values([run], 1, columns),
         _terms([run], 1),
         image,
+        heatmap or Cell(MISSING),
     ]
 
 
@@ -160,7 +163,8 @@ def _html_cell(cell: Cell) -> str:
     text = html.escape(cell.text)
     if cell.image:
         src = html.escape(quote(cell.image))
-        text = f'<a class="traversal" href="{src}"><img src="{src}" alt="{text}"></a>'
+        kind = "heatmap" if "/latent_factor" in cell.image else "traversal"
+        text = f'<a class="{kind}" href="{src}"><img src="{src}" alt="{text}"></a>'
     elif cell.link:
         text = f'<a href="{html.escape(cell.link)}">{text}</a>'
     number = ' class="number"' if cell.number else ""
@@ -170,7 +174,7 @@ def _html_cell(cell: Cell) -> str:
 
 def _markdown_cell(cell: Cell) -> str:
     text = cell.text.replace("|", "\\|").replace("\n", " ")
-    if cell.image and cell.image.endswith("/analysis/traversal_grid.png"):
+    if cell.image and "/analysis/" in cell.image:  # the grid and the heatmaps
         return f"[![{text}]({quote(cell.image)})]({quote(cell.image)})"
     if cell.image:  # markdown cannot crop a tall traversal to its top rows
         return f"[all latents]({quote(cell.image)})"
@@ -214,7 +218,7 @@ def render(groups, differing: list[str]) -> tuple[str, str]:
         tables.append(("Groups: mean ± std over seeds", header, rows))
     header = [
         "Run", *identity, "Seed", "Status", "Steps", *titles, TERMS_TITLE,
-        "Top traversals",
+        "Top traversals", "MI and DCI importance (latent × factor)",
     ]  # fmt: skip
     rows = [_run_row(run, differing, columns) for run in runs]
     tables.append(("Runs", header, rows))

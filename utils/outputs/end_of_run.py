@@ -8,6 +8,7 @@ import json
 
 from tqdm import tqdm
 
+from utils.data import info as dataset_info
 from utils.data.pipeline import test_sets
 from utils.outputs.export import export_model
 from utils.outputs.images import save_gif
@@ -57,7 +58,7 @@ def final_outputs(p, folder, step, results=True):
         return outputs
     exports = ("encoder.keras", "decoder.keras", "saved_model")
     outputs["model/"] = all((folder / "model" / name).exists() for name in exports)
-    if p["dataset"] == "dsprites" and p["metrics_at_end"]:
+    if dataset_info(p["dataset"]).has_factors and p["metrics_at_end"]:
         try:
             metrics = json.loads((folder / "metrics.json").read_text())
         except (OSError, ValueError):

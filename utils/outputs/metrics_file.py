@@ -4,6 +4,14 @@ factor heatmaps in analysis/: what `--mode=evaluate` and a run's end write."""
 
 import json
 
+import numpy as np
+
+from utils.data.factor_structure import (
+    HOLDOUT_SAMPLE,
+    HOLDOUT_SEED,
+    describe_holdout,
+    holdout_samples,
+)
 from utils.data.ground_truth import require_factors
 from utils.files import atomic_write_bytes
 from utils.metrics import REGISTRY, headline_names
@@ -101,6 +109,85 @@ def format_table(results, protocol, representation="mean"):
             f"{seconds:.0f} s:"
         ]
         + [f"  {a:<{width}}  {b:>14}  {c:>7}" for a, b, c in rows]
+    )
+
+
+def evaluate_holdout(model, source, folder, p, step, count=HOLDOUT_SAMPLE) -> dict:
+    """Reconstruction loss and KL of the held-out combinations, which training never
+    saw (Montero et al. 2021), against the in-distribution test images: fixed
+    samples of up to `count` each, into metrics.json under "holdout"; a table."""
+    held, test, counts = holdout_samples(source, p["holdout"], count)
+    kind = p["reconstruction_loss"]
+    block = {
+        "definition": p["holdout"],
+        "described": describe_holdout(p["holdout"]),
+        "counts": counts,
+        "sample": {"at_most": count, "seed": HOLDOUT_SEED, "z": "posterior mean"},
+        "held_out": image_losses(model, source, held, kind),
+        "in_distribution_test": image_losses(model, source, test, kind),
+        "reconstruction_loss": kind,
+        "step": step,
+    }
+    path = folder / "metrics.json"
+    write_holdout(path, block, step)
+    print(format_holdout(block))
+    print(f"wrote holdout into {path}")
+    return block
+
+
+def image_losses(model, source, indices, kind, batch_size=256) -> dict:
+    """Mean −log p(x|z) (nats, summed over pixels) with z at the posterior mean, so
+    that the two samples differ only by their images, and mean KL (nats)."""
+    from models import reconstruction_loss
+
+    reconstruction, kl = [], []
+    for start in range(0, len(indices), batch_size):
+        images = source.read(indices[start : start + batch_size]) / np.float32(255)
+        z_mean, kl_per_latent = model.posterior(images)
+        logits = model.decoder(z_mean, training=False)
+        reconstruction.append(np.asarray(reconstruction_loss(images, logits, kind)))
+        kl.append(np.asarray(kl_per_latent).sum(axis=1))
+    if not reconstruction:
+        return {"images": 0, "reconstruction_loss": None, "kl": None}
+    return {
+        "images": len(indices),
+        "reconstruction_loss": float(np.concatenate(reconstruction).mean()),
+        "kl": float(np.concatenate(kl).mean()),
+    }
+
+
+def write_holdout(path, block, step):
+    """metrics.json's "holdout" key; the rest kept if it is of the same step."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("step") != step:  # another checkpoint's numbers are stale here
+        saved = {}
+    merged = {**saved, "step": step, "holdout": block}
+    atomic_write_bytes(path, json.dumps(merged, indent=2) + "\n", durable=True)
+
+
+def format_holdout(block):
+    counts = block["counts"]
+    rows = [("held out", block["held_out"])]
+    rows.append(("in-distribution test", block["in_distribution_test"]))
+
+    def number(value):
+        return "–" if value is None else f"{value:.2f}"
+
+    return "\n".join(
+        [
+            f"Held-out combinations (Montero et al. 2021), {block['described']}: "
+            f"{counts['held_out_images']:,} images, {counts['held_out_in_train']:,} "
+            "of them left out of training; z at the posterior mean:",
+            f"  {'':<22}{'images':>8}{'reconstruction':>16}{'KL':>10}",
+        ]
+        + [
+            f"  {name:<22}{v['images']:>8,}{number(v['reconstruction_loss']):>16}"
+            f"{number(v['kl']):>10}"
+            for name, v in rows
+        ]
     )
 
 

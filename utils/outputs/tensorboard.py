@@ -25,6 +25,8 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
+from utils.files import atomic_writer
+
 METRICS = "metrics"  # write_metrics' folder, so "metrics/<name>" in the HPARAMS tab
 # Events wait in memory until this many bytes or seconds have gathered (or flush):
 # one system call per ~1,000 steps, and a running TensorBoard still sees them soon.
@@ -180,13 +182,9 @@ def _replace_events(folder, events):
     # No "tfevents" in the temporary name, or TensorBoard would read it half-done.
     temporary = folder / f".events.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        with open(temporary, "xb") as file:
+        with atomic_writer(path, durable=True, temporary=temporary) as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise _naming(path, error) from error
     for old in folder.glob("*tfevents*"):
         if old != path:

@@ -48,6 +48,8 @@ ADDED_LATER = {
     "metrics_protocol": "reference",
     "metrics_representation": "mean",
     "checkpoint": "latest",
+    "factor_correlation": None,
+    "holdout": None,
 }
 # Resumable, but they change what is trained from the resume on: a resume says so.
 TRAINING_CHANGES = ("learning_rate",)

@@ -191,6 +191,12 @@ def sweep(overrides):
     """Each combination of the swept values (tuples) as a plain overrides dict, the
     first swept name changing slowest; a single one when nothing is swept."""
     swept = {k: v for k, v in overrides.items() if isinstance(v, tuple)}
+    for name, values in swept.items():
+        if not values:
+            raise UsageError(
+                f"--{name}=() sweeps no value: give one value, or several separated "
+                f"by commas (--{name}=1,4)"
+            )
     return [
         {**overrides, **dict(zip(swept, values, strict=True))}
         for values in itertools.product(*swept.values())
@@ -228,14 +234,26 @@ def help_text(params, prog="python main.py"):
             continue
         shown = repr(default)
         if default is None and any(name in d for d in per_dataset.values()):
-            shown = ", ".join(
-                f"{d}: {v[name]!r}" for d, v in per_dataset.items() if name in v
-            )
-        lines.append(f"  --{name} (default {shown})")
+            shown = _per_dataset(name, per_dataset)
+        lines += textwrap.wrap(
+            f"--{name} (default {shown})", HELP_WIDTH,
+            initial_indent=" " * 2, subsequent_indent=" " * 6,
+        )  # fmt: skip
         lines += textwrap.wrap(
             comment, HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6
         )
     return "\n".join(lines)
+
+
+def _per_dataset(name, per_dataset):
+    """ "32 for celeba, folder; 10 for dsprites, …": datasets grouped by value."""
+    groups = {}
+    for dataset, values in per_dataset.items():
+        if name in values:
+            groups.setdefault(repr(values[name]), []).append(dataset)
+    if len(groups) == 1 and len(next(iter(groups.values()))) == len(per_dataset):
+        return f"{next(iter(groups))} for every dataset"
+    return "; ".join(f"{v} for {', '.join(d)}" for v, d in groups.items())
 
 
 def parse_command_line(params, argv=None):

@@ -4,6 +4,7 @@ TensorFlow, so that a refusal comes in a fraction of a second, before it loads.
 """
 
 import contextlib
+import difflib
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import tempfile
 
 from utils.data import DATASETS
 from utils.data import info as dataset_info
+from utils.data.factor_structure import parameter_problems as factor_structure_problems
 from utils.objectives import BETA_SCHEDULES, OBJECTIVES, RECONSTRUCTION_LOSSES
 
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/devices/distribute.py
@@ -59,6 +61,8 @@ AT_LEAST = {
     "crop_size": 8,
     "image_size": 8,
 }
+# name: largest allowed value
+AT_MOST = {"seed": 2**32 - 1}  # the most NumPy's RandomState (the metrics') takes
 MAY_BE_NONE = ("lambda_d",)  # None: the objective's own default
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 # Files the repo writes beside the run folders, at the top of predictions/
@@ -70,35 +74,84 @@ def validate(p):
     """All problems with the parameters `p`, each a message naming the parameter,
     the bad value and what is allowed. Empty when `p` is usable."""
     errors = _value_errors(p)
-    if not (isinstance(p.get("learning_rate"), int | float) and p["learning_rate"] > 0):
-        errors.append(f"learning_rate={p.get('learning_rate')!r} must be > 0")
+    rate = p.get("learning_rate")
+    if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+        errors.append(f"learning_rate={rate!r} must be a finite number > 0")
     beta_1 = p.get("adam_beta_1")
     if not (isinstance(beta_1, int | float) and 0 <= beta_1 < 1):
         errors.append(f"adam_beta_1={beta_1!r} must be in [0, 1)")
     for name in ("data_dir", "predictions_dir"):
         if not isinstance(p.get(name), str) or not p.get(name):
             errors.append(f"{name}={p.get(name)!r} must be a path")
-    return errors + _objective_errors(p) + _run_name_errors(p) + _layer_errors(p)
+    errors += _objective_errors(p) + _run_name_errors(p) + _layer_errors(p)
+    return errors + _factor_structure_errors(p)
+
+
+def _factor_structure_errors(p):
+    # Shapes and types here; names and classes once the dataset is loaded (main.py).
+    dataset = p.get("dataset")
+    has_factors = dataset not in DATASETS or dataset_info(dataset).has_factors
+    return factor_structure_problems(
+        p.get("factor_correlation"), p.get("holdout"), dataset, has_factors
+    )
+
+
+def _choice_errors(p):
+    errors = []
+    # None means "the dataset's default": of an unknown dataset there is none, and
+    # the one error that matters is the dataset's.
+    unknown_dataset = p.get("dataset") not in DATASETS
+    for name, allowed in CHOICES.items():
+        if p.get(name) is None and unknown_dataset:
+            continue
+        if p.get(name) not in allowed:
+            close = _closest(p.get(name), allowed)
+            hint = f". Did you mean --{name}={close}?" if close else ""
+            errors.append(
+                f"{name}={p.get(name)!r} is not one of {', '.join(allowed)}{hint}"
+            )
+    for name, high in AT_MOST.items():
+        value = p.get(name)
+        if isinstance(value, int | float) and value > high:
+            errors.append(f"{name}={value!r} must be a whole number ≤ {high}")
+    return errors
 
 
 def _value_errors(p):
-    errors = []
-    for name, allowed in CHOICES.items():
-        if p.get(name) not in allowed:
-            errors.append(f"{name}={p.get(name)!r} is not one of {', '.join(allowed)}")
+    errors = _choice_errors(p)
+    unknown_dataset = p.get("dataset") not in DATASETS
     at_end = p.get("metrics_at_end")
     if not isinstance(at_end, bool):
         errors.append(f"metrics_at_end={at_end!r} must be True or False")
     for name, low in AT_LEAST.items():
         value = p.get(name)
-        if value is None and name in MAY_BE_NONE:
+        if value is None and (name in MAY_BE_NONE or unknown_dataset):
             continue
         kind = int if isinstance(low, int) else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or value < low:
-            what = "a whole number" if kind is int else "a number"
+        if isinstance(value, bool) or not isinstance(value, kind):
+            bad = True
+        else:  # 1e999 and nan: a run that diverges at step 1, and "Infinity" saved
+            bad = not math.isfinite(value) or value < low
+        if bad:
+            what = "a whole number" if kind is int else "a finite number"
             what = f"None or {what}" if name in MAY_BE_NONE else what
             errors.append(f"{name}={value!r} must be {what} ≥ {low:g}")
     return errors
+
+
+def _closest(value, allowed):
+    """The choice a mistyped value most likely meant (DSprites → dsprites, tcvae →
+    tc, evalute → evaluate), or None."""
+    if not isinstance(value, str):
+        return None
+    lower = {choice.casefold(): choice for choice in allowed}
+    if value.casefold() in lower:
+        return lower[value.casefold()]
+    close = difflib.get_close_matches(value.casefold(), lower, n=1)
+    if close:
+        return lower[close[0]]
+    prefixes = [c for c in allowed if value.casefold().startswith(c.casefold())]
+    return max(prefixes, key=len) if prefixes else None
 
 
 def _objective_errors(p):
