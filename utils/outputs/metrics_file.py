@@ -57,13 +57,19 @@ def mig_per_factor(ds, mig: dict) -> dict:
     }
 
 
-def write_metrics(path, results, step):
+def saved_at(path, step) -> dict:
+    """What metrics.json holds, if it is of checkpoint `step`; else nothing."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         saved = {}
     if saved.get("step") != step:  # another checkpoint's numbers are stale here
         saved = {}
+    return saved
+
+
+def write_metrics(path, results, step):
+    saved = saved_at(path, step)
     made = results["provenance"]
     end = key_suffix(made["protocol"], made["representation"])
     name = made["protocol"] + ("" if made["representation"] == "mean" else "_sampled")
@@ -158,12 +164,7 @@ def image_losses(model, source, indices, kind, batch_size=256) -> dict:
 
 def write_holdout(path, block, step):
     """metrics.json's "holdout" key; the rest kept if it is of the same step."""
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        saved = {}
-    if saved.get("step") != step:  # another checkpoint's numbers are stale here
-        saved = {}
+    saved = saved_at(path, step)
     merged = {**saved, "step": step, "holdout": block}
     atomic_write_bytes(path, json.dumps(merged, indent=2) + "\n", durable=True)
 
