@@ -137,9 +137,10 @@ def fixture(data_root: Path, name: str) -> tuple[Path, float]:
 
 
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {repo!r})
 import numpy as np
+from benchmark.memory import peak_resident_mib
 from utils.data import load_source
 started = time.perf_counter()
 data = load_source({name!r}, {folder!r}, 64, 128, log=lambda message: None)
@@ -151,11 +152,7 @@ started = time.perf_counter()
 for start in range(0, len(order), 64):
     batch = data.read(order[start : start + 64])
 read_seconds = time.perf_counter() - started
-try:  # VmHWM: ru_maxrss would include the forking parent's RSS (exec keeps it)
-    status = open("/proc/self/status").read().split("VmHWM:")[1]
-    peak = int(status.split()[0]) / 1024
-except (OSError, IndexError):
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_resident_mib()  # not ru_maxrss: see benchmark/memory.py
 print(json.dumps({{"seconds": seconds, "peak_mb": peak, "images": data.num_images,
                   "shape": list(batch.shape[1:]), "read": len(order),
                   "read_seconds": read_seconds}}))

@@ -5,7 +5,7 @@ For each of dsprites, color_dsprites, noisy_dsprites, scream_dsprites,
 dsprites_noshape, xy_object and xy_squares, two fresh processes load it through the
 registry (utils.data.load_source) from one data_dir: "cold", the data_dir empty, so
 the dSprites-based ones generate dSprites' cache (377 MB) first, then "warm", the
-cache there. Each reports its load time, its peak resident memory (ru_maxrss) and,
+cache there. Each reports its load time, its peak resident memory (VmHWM) and,
 warm, the rate of read() on batches of 64 random indices over at least --seconds.
 scream_dsprites reads a noise painting of The Scream's shrunk size (221×274),
 written first: this repo does not ship the painting, and only its size matters
@@ -34,8 +34,9 @@ BATCH = 64  # images per read(), a training batch
 PAINTING_SIZE = (221, 274)
 
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
+from benchmark.memory import peak_resident_mib
 from utils.data import load_source
 name, data_dir, batch, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
     float(sys.argv[4])
@@ -52,7 +53,7 @@ if seconds > 0:
         images = source.read(rng.integers(0, source.num_images, batch))
         count += len(images)
     result |= {"read_images_per_s": count / elapsed, "read_s": elapsed}
-result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+result["peak_rss_mib"] = peak_resident_mib()  # not ru_maxrss: benchmark/memory.py
 print(json.dumps(result))
 """
 

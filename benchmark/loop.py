@@ -3,7 +3,6 @@ default frequencies, its pace read from the wall times of its own TensorBoard
 events, the cost of its validations, checkpoints and images, its start-up and its
 peak memory; and how long `python main.py --help` takes."""
 
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from benchmark.memory import RUN_REPORTING_PEAK, status_mib
 from train import EventSchedule
 from utils.settings import cli
 
@@ -40,36 +40,25 @@ def call_ends(p):
 
 def run_main(args, log_path):
     """`python main.py ARGS` → (start wall time, seconds, peak resident MiB, peak
-    anonymous MiB). Resident memory counts the pages of a memory-mapped cache that
-    the run has read (clean, given back under pressure); anonymous memory is the
-    process's own (a float32 copy of a dataset would show there)."""
+    anonymous MiB) of its main process. Resident memory counts the pages of a
+    memory-mapped cache that the run has read (clean, given back under pressure);
+    anonymous memory is the process's own (a float32 copy of a dataset would show
+    there). The peak is the run's own VmHWM (benchmark/memory.py): ru_maxrss would
+    report this TensorFlow-loaded process's peak whenever that was higher."""
+    peak_file = Path(f"{log_path}.peak")
     with open(log_path, "w") as log:
         start, anonymous = time.time(), 0
         process = subprocess.Popen(
-            [sys.executable, str(MAIN), *args],
+            [sys.executable, "-c", RUN_REPORTING_PEAK, str(peak_file), MAIN, *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
         )  # fmt: skip
-        while not (reaped := os.wait4(process.pid, os.WNOHANG))[0]:
-            anonymous = max(anonymous, anonymous_mib(process.pid))
+        while process.poll() is None:
+            anonymous = max(anonymous, status_mib("RssAnon", process.pid))
             time.sleep(0.2)
-        # The child's own rusage: its largest process, pool workers included.
-        _, status, usage = reaped
-        process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         tail = Path(log_path).read_text()[-3000:]
         raise RuntimeError(f"main.py {' '.join(args)} failed:\n{tail}")
-    return start, time.time() - start, usage.ru_maxrss / 1024, anonymous  # KiB
-
-
-def anonymous_mib(pid):
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # just exited
-        return 0
-    line = next(
-        (line for line in status.splitlines() if line.startswith("RssAnon")), ""
-    )
-    return int(line.split()[1]) / 1024 if line else 0  # "RssAnon:  1234 kB"
+    return start, time.time() - start, float(peak_file.read_text()), anonymous
 
 
 def step_times(run_folder):

@@ -86,7 +86,7 @@ ROWS = [  # (JSON key, label); rates in images/s
     ("preprocessing_images_per_s", "CelebA preprocessing into the cache"),
     ("first_step_s", "start → first step, caches built (s)"),
     ("first_step_cold_s", "start → first step, cache cold (s)"),
-    ("peak_memory_mib", "peak resident memory of a run (MiB)"),
+    ("peak_memory_mib", "peak resident memory, main process (MiB)"),
     ("peak_anonymous_mib", "peak anonymous memory, main process (MiB)"),
 ]
 PERCENTAGES = ("ratio", "loop_ratio_raw", "overhead", "overhead_parts")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.memory import RUN_REPORTING_PEAK
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "benchmark"
 COMMON = [
@@ -133,3 +135,22 @@ def test_logs_checkpoints_and_images_count_as_many_as_the_window_holds():
     assert figures["ratio"] == pytest.approx(0.9)
     assert figures["ratio_interval"] == pytest.approx([0.81, 0.99])
     assert figures["loop_ratio_raw"] == pytest.approx(0.9)
+
+
+def test_a_child_started_from_a_large_process_reports_its_own_peak(tmp_path):
+    """ru_maxrss survives exec: a small program started from a 1.5 GB process
+    "peaked" at 1.5 GB, and a memory test failed in the full suite only (pytest had
+    grown to 4.5 GB). RUN_REPORTING_PEAK reports the program's own VmHWM."""
+    (tmp_path / "small.py").write_text("import sys; sys.exit(0)\n")
+    parent = (
+        "import subprocess, sys\n"
+        "held = bytearray(1536 << 20)\n"  # zeroed, so resident: the parent is large
+        "subprocess.run([sys.executable, '-c', sys.argv[1], *sys.argv[2:]], check=True)"
+    )  # fmt: skip
+    peak_file = tmp_path / "peak"
+    subprocess.run(
+        [sys.executable, "-c", parent, RUN_REPORTING_PEAK, str(peak_file),
+         str(tmp_path / "small.py")],
+        check=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert float(peak_file.read_text()) < 500  # the 1.5 GB was the parent's

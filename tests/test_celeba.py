@@ -195,6 +195,44 @@ def test_pool_workers_leave_stop_requests_to_their_parent(tmp_path):
     assert "stopping" not in result.stderr
 
 
+# terminate() before a worker has reached its initializer: the forked worker still
+# has the parent's handler then. A slow start (a loaded machine) makes it certain.
+POOL_ENDED_BEFORE_ITS_WORKERS_START = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from utils.data import image_cache
+from utils.runs.stopping import StopRequest
+
+folder = Path(sys.argv[1])
+StopRequest()
+rows = folder / "rows.npy"
+np.lib.format.open_memmap(rows, mode="w+", dtype=np.uint8, shape=(1, 8, 8, 3))
+source = image_cache.ImageSource(folder)
+start = image_cache._start_pool_worker
+def slow_start(*args):
+    time.sleep(1.0)  # the worker is forked but has not reset its handlers yet
+    start(*args)
+image_cache._start_pool_worker = slow_start
+with image_cache._parallel_map(2, (source, rows, 8, 8)):
+    pass  # ends at once: terminate() reaches workers still in slow_start
+print("ended")
+"""
+
+
+def test_a_pool_ended_while_its_workers_start_still_ends(tmp_path):
+    """CI hung for 300 s: terminate() reached a worker forked but not yet in its
+    initializer, which ran main.py's SIGTERM handler and never exited."""
+    result = subprocess.run(
+        [sys.executable, "-c", POOL_ENDED_BEFORE_ITS_WORKERS_START, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ended"
+    assert "stopping" not in result.stderr
+
+
 # --- splits ---------------------------------------------------------------------------
 
 

@@ -189,6 +189,10 @@ def _start_worker(source, rows_path, image_size, crop_size):
     )
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_CAN_MASK = hasattr(signal, "pthread_sigmask")  # not on Windows, which spawns
+
+
 def _start_pool_worker(*init_args):
     # A forked worker starts with its parent's Python signal handlers. main.py's
     # SIGTERM handler (utils/runs/stopping.py) would make it ignore the pool's own
@@ -196,6 +200,9 @@ def _start_pool_worker(*init_args):
     # process group: the parent alone answers it; if it stops, terminate() ends us.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Blocked since the fork (_parallel_map): one that came meanwhile acts now.
+    if _CAN_MASK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     _start_worker(*init_args)
 
 
@@ -230,7 +237,16 @@ def _parallel_map(num_workers: int, init_args: tuple):
     # modules (e.g. TensorFlow). They only touch PIL and numpy.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with context.Pool(num_workers, _start_pool_worker, init_args) as pool:
+    # The workers are forked with these blocked, until their initializer has reset
+    # the handlers: a terminate() that comes sooner then kills them as it should.
+    # The pool's own threads, which fork replacements, inherit the mask too.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if _CAN_MASK else 0
+    try:
+        pool = context.Pool(num_workers, _start_pool_worker, init_args)
+    finally:  # the parent answers a Ctrl-C that came meanwhile here
+        if _CAN_MASK:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    with pool:
         yield pool.imap_unordered
 
 
