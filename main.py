@@ -39,8 +39,8 @@ def main(argv=None):
     except (cli.UsageError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if len(runs) > 1:
-        return train_sweep(runs, swept, Path(__file__))
+    if len(runs) > 1 or p["print_commands"]:
+        return sweep(p, runs, swept)
     if p["mode"] == "compare":
         return compare(p)
     if "," in (p["run_name"] or ""):
@@ -69,6 +69,19 @@ def main(argv=None):
             lock.release()
             for empty in created:
                 _remove_if_empty(empty)  # a new run that stopped before writing
+
+
+def sweep(p, runs, swept):
+    """Several runs (utils/runs/sweep.py): each in its own process, `jobs` at a
+    time, or printed as commands for a scheduler."""
+    try:
+        return train_sweep(
+            [(run, {**p, **run}) for run in runs], swept, Path(__file__),
+            REPO / p["predictions_dir"], p["jobs"], p["print_commands"],
+        )  # fmt: skip
+    except RunFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def parameters(argv):

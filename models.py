@@ -309,7 +309,9 @@ def build_encoder(
 def build_decoder(
     image_shape, conv_layers, dense_layers, latent_size, activation, dtype=None
 ):
-    """The encoder's mirror image: dense layers reversed, then transposed convs in
+    """The mirror image of the encoder that `conv_layers` and `dense_layers` spell
+    (the run's encoder, unless decoder_spec says otherwise): dense layers reversed,
+    a dense layer to the last conv's S/stride² · filters, then transposed convs in
     reverse order, each giving the channel count its encoder twin received, so the
     last one gives the image's channels. Outputs float32 logits (B, S, S, C)."""
     size, channels = image_shape[0], image_shape[-1]
@@ -367,16 +369,23 @@ class BetaVAE(keras.Model):
         activation="leaky_relu",
         precision="float32",
         discriminator=False,
+        decoder_layers=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.latent_size = latent_size
-        layers = (image_shape, conv_layers, dense_layers, latent_size, activation)
+        # decoder_layers: (convs, dense layers) whose mirror the decoder is; None:
+        # the encoder's own.
+        decoder_conv, decoder_dense = decoder_layers or (conv_layers, dense_layers)
         # Mixed precision (Micikevicius et al. 2018): the hidden layers compute in
         # 16 bits on float32 variables; the heads, logits and losses stay float32.
         policy = None if precision == "float32" else precision
-        self.encoder = build_encoder(*layers, dtype=policy)
-        self.decoder = build_decoder(*layers, dtype=policy)
+        self.encoder = build_encoder(
+            image_shape, conv_layers, dense_layers, latent_size, activation, policy
+        )
+        self.decoder = build_decoder(
+            image_shape, decoder_conv, decoder_dense, latent_size, activation, policy
+        )
         self.discriminator = build_discriminator(latent_size) if discriminator else None
 
     @property
@@ -406,28 +415,48 @@ class BetaVAE(keras.Model):
         return tf.sigmoid(self.decoder(z, training=False))
 
 
+def decoder_spec(p):
+    """(convs, dense layers) whose mirror the decoder is: decoder_conv_layers and
+    decoder_dense_layers, each None for the encoder's (params.py)."""
+    conv = p.get("decoder_conv_layers")
+    dense = p.get("decoder_dense_layers")
+    return (
+        p["conv_layers"] if conv is None else conv,
+        p["dense_layers"] if dense is None else dense,
+    )
+
+
+def _network_size(conv_layers, dense_layers, image_shape, outputs):
+    """(weights, activations per image) of convs then dense layers ending in
+    `outputs` units; a decoder, its mirror, has the same counts."""
+    size, channels = image_shape[0], image_shape[-1]
+    activations, weights = size * size * channels, 0
+    for filters, kernel, stride in conv_layers:
+        weights += kernel * kernel * channels * filters
+        size, channels = -(-size // stride), filters  # 'same' padding
+        activations += size * size * filters
+    dense = [size * size * channels, *(u for (u,) in dense_layers), outputs]
+    weights += sum(a * b for a, b in pairwise(dense))
+    return weights, activations + sum(dense)
+
+
 def training_bytes(p, image_shape):
     """Rough peak memory of training this model, in bytes, from its parameters
     alone (no TensorFlow): the weights with their gradients and Adam's two moments,
     and every layer's activations for the batch, kept for the backward pass with
-    their gradients, in the encoder and its mirror the decoder. A guide within a
-    factor of 2 or so, to refuse absurd settings before any work."""
-    size, channels = image_shape[0], image_shape[-1]
-    activations, weights = size * size * channels, 0
-    for filters, kernel, stride in p["conv_layers"]:
-        weights += kernel * kernel * channels * filters
-        size, channels = -(-size // stride), filters  # 'same' padding
-        activations += size * size * filters
-    dense = [size * size * channels, *(u for (u,) in p["dense_layers"])]
-    dense.append(2 * p["latent_size"])  # the μ and log σ² heads
-    weights += sum(a * b for a, b in pairwise(dense))
-    activations += sum(dense) + p["latent_size"]
+    their gradients, in the encoder and the decoder. A guide within a factor of 2
+    or so, to refuse absurd settings before any work."""
+    latents = p["latent_size"]
+    encoder = _network_size(
+        p["conv_layers"], p["dense_layers"], image_shape, 2 * latents
+    )
+    decoder = _network_size(*decoder_spec(p), image_shape, latents)
+    weights, activations = encoder[0] + decoder[0], encoder[1] + decoder[1] + latents
     if objective_of(p).discriminator:
-        layers = [p["latent_size"], *DISCRIMINATOR_LAYERS, 2]
+        layers = [latents, *DISCRIMINATOR_LAYERS, 2]
         weights += sum(a * b for a, b in pairwise(layers))
         activations += 2 * sum(layers)  # q(z) and permuted samples
-    # ×2: the decoder mirrors the encoder; 4 bytes a float32.
-    return 4 * 2 * (4 * weights + 2 * p["batch_size"] * activations)
+    return 4 * (4 * weights + 2 * p["batch_size"] * activations)  # float32: 4 bytes
 
 
 def build_model(p, image_shape, training=True):
@@ -437,13 +466,17 @@ def build_model(p, image_shape, training=True):
         image_shape, p["conv_layers"], p["dense_layers"], p["latent_size"],
         p["activation"], p["precision"],
         discriminator=training and objective_of(p).discriminator,
+        decoder_layers=decoder_spec(p),
     )  # fmt: skip
 
 
 def build_optimizers(p, model):
     """The VAE's Adam, and the discriminator's own (None without one), built for
     their variables so that a checkpoint restores their state."""
-    optimizer = keras.optimizers.Adam(p["learning_rate"], beta_1=p["adam_beta_1"])
+    optimizer = keras.optimizers.Adam(
+        p["learning_rate"], beta_1=p["adam_beta_1"], beta_2=p["adam_beta_2"],
+        epsilon=p["adam_epsilon"],
+    )  # fmt: skip
     if p["precision"] == "mixed_float16":
         # float16 gradients underflow below 6e-8: scale the loss up and the
         # gradients back down, dynamically (Micikevicius et al. 2018). bfloat16

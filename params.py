@@ -10,6 +10,14 @@ run_name = None  # folder under predictions/
 mode = "train"  # train | evaluate (disentanglement metrics) | analyze (what each latent does) | compare (runs side by side) | export (.keras and SavedModel)
 seed = 0  # seeds weights, sampling and data order: the same seed gives the same run
 predictions_dir = "predictions"  # where run folders go; relative to this repo unless absolute
+# A named configuration from the literature; the command line still beats it (--help lists
+# what each sets). locatello: disentanglement_lib's unsupervised_study_v1 model and
+# training; locatello_grid: that, and its six values of the objective's parameter, swept
+preset = None
+# A sweep (--beta=1,4,16): runs trained at once, each in its own process on its share of
+# the cores, or on a GPU of its own; the same command again resumes a stopped sweep
+jobs = 1
+print_commands = False  # a sweep: print one command per run (for a cluster's scheduler), train none
 
 # --- data
 dataset = "celeba"  # celeba | folder | dsprites | color_dsprites | …: README's dataset table
@@ -25,6 +33,10 @@ holdout = None  # {factor: [classes]}, e.g. {"x": [0, 1, 2], "y": [0, 1, 2]}: ev
 # [filters, kernel, stride], 'same' padding; the decoder mirrors them
 conv_layers = [[32, 4, 2]] * 4  # encoder convs
 dense_layers = [[256], [256]]  # encoder dense layers after the convs, as [units]; mirrored
+# A decoder that is not the encoder's mirror: the convs and dense layers whose mirror it
+# is, in the encoder's order (e.g. the preset locatello's: kernels 4 where its encoder has 2)
+decoder_conv_layers = None  # [filters, kernel, stride] as conv_layers; None: conv_layers
+decoder_dense_layers = None  # [units] as dense_layers; None: dense_layers
 latent_size = None  # number of latent dimensions
 activation = "leaky_relu"  # hidden activation: leaky_relu (the original) | relu (Burgess et al.)
 
@@ -51,6 +63,8 @@ lambda_d = None  # dip1, dip2: weight of the diagonal penalty
 batch_size = 64  # global batch, split across devices when there are several
 learning_rate = 5e-4  # Adam step size
 adam_beta_1 = 0.5  # Adam's first-moment decay, as the original
+adam_beta_2 = 0.999  # Adam's second-moment decay
+adam_epsilon = 1e-7  # Adam's ε: Keras' default (TF1's, the original's and disentanglement_lib's: 1e-8)
 num_steps = 100_000  # training steps; raise it and rerun the same run_name to train longer
 
 # --- devices and speed (none changes what is learnt, except precision a little)
@@ -76,6 +90,9 @@ checkpoint_step = 500  # steps between checkpoints of the latest state (a resume
 plot_step = 1000  # steps between composite images and latent traversals
 log_step = 1  # steps between rows of log.csv and TensorBoard scalars
 metrics_at_end = True  # ground-truth datasets: compute the disentanglement metrics when training ends
+# Ground-truth datasets: steps between the fast protocol's metrics during training (~30 s
+# each on a CPU core), into metrics_during_training.csv, TensorBoard and loss_curves.png
+metrics_step = 0  # 0: off; the end of the run still scores with metrics_protocol
 # reference: disentanglement_lib's protocols (minutes on a CPU); fast: smaller samples and
 # extra-trees DCI (~30 s), stored under names ending in _fast
 metrics_protocol = "reference"

@@ -53,7 +53,11 @@ from utils.devices.distribute import (
 from utils.objectives import logged_terms, objective_of
 from utils.outputs.end_of_run import finished_step, write_final_outputs
 from utils.outputs.logs import RunLogs
-from utils.outputs.metrics_file import evaluate_holdout
+from utils.outputs.metrics_file import (
+    evaluate_holdout,
+    training_metric_names,
+    training_metrics,
+)
 from utils.outputs.step_images import BackgroundDrawing, step_images, step_images_bytes
 from utils.outputs.tensorboard import write_hparams
 from utils.runs.checkpoints import Checkpoints
@@ -72,12 +76,13 @@ class EventSchedule:
     checkpoint_step: int
     plot_step: int
     steps_per_call: int = 1
+    metrics_step: int = 0  # 0: no metrics during training
 
     @classmethod
     def of(cls, p):
         return cls(
             p["num_steps"], p["validation_step"], p["checkpoint_step"],
-            p["plot_step"], p.get("steps_per_call", 1),
+            p["plot_step"], p.get("steps_per_call", 1), p.get("metrics_step", 0),
         )  # fmt: skip
 
     def validates(self, step):
@@ -89,11 +94,16 @@ class EventSchedule:
     def draws(self, step):
         return step % self.plot_step == 0 or step == self.num_steps
 
+    def measures(self, step):
+        """The fast protocol's metrics at this step (metrics_step)."""
+        return bool(self.metrics_step) and step % self.metrics_step == 0
+
     def steps_in_next_call(self, current):
-        """Up to steps_per_call, ending at the next step that validates, saves or
-        draws (or at num_steps), so that each of those happens at exactly its
-        step, whatever steps_per_call is."""
+        """Up to steps_per_call, ending at the next step that validates, saves,
+        draws or measures (or at num_steps), so that each of those happens at
+        exactly its step, whatever steps_per_call is."""
         every = (self.validation_step, self.checkpoint_step, self.plot_step)
+        every += (self.metrics_step,) * bool(self.metrics_step)
         events = [self.num_steps] + [(current // k + 1) * k for k in every]
         return min(self.steps_per_call, min(events) - current)
 
@@ -462,8 +472,10 @@ class Loop:
         )  # fmt: skip
         # --- logs: stable column names, which become CSV headers and TensorBoard tags
         self.terms = logged_terms(p)
+        self.source = source
+        measured = training_metric_names() if p.get("metrics_step") else ()
         self.logs = RunLogs(
-            folder, self.terms, p["latent_size"], self.current, self.chief
+            folder, self.terms, p["latent_size"], self.current, self.chief, measured
         )
         self.drawing = BackgroundDrawing()
 
@@ -481,6 +493,15 @@ class Loop:
         self.logs.flush()  # every row up to the checkpoint's step is on disk before it
         self.checkpoints.save(self.current, best=best)  # every worker takes part
         discard_worker_checkpoints(self.folder / "checkpoints", self.strategy)
+
+    def measure(self):
+        """metrics_step: the fast protocol's metrics of the encoder as it is now,
+        into metrics_during_training.csv and TensorBoard (Locatello et al. 2019
+        score only the end; this shows when the latents align with the factors)."""
+        if self.chief:  # the others go on to the next step's collective and wait
+            self.logs.metrics(
+                self.current, training_metrics(self.state.model, self.source)
+            )
 
     def draw(self):
         images = step_images(
@@ -540,6 +561,8 @@ class Loop:
         stopping = stop.requested  # read once: a signal may come at any moment
         if self.schedule.saves(self.current) or final or stopping:
             self.save()
+        if self.schedule.measures(self.current):
+            self.measure()
         if self.chief and (self.schedule.draws(self.current) or final or stopping):
             self.draw()  # only the chief writes into the run folder
         return final, stopping

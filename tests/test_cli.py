@@ -13,6 +13,7 @@ import main
 import params
 from utils.objectives import OBJECTIVES
 from utils.outputs import compare
+from utils.runs.folder import default_run_name
 from utils.settings import cli, config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -440,3 +441,86 @@ def test_a_seed_numpy_cannot_take_is_refused():
         "--seed=4294967296"
     )
     assert errors_of("--seed=4294967295") == ""
+
+
+# --- presets: the command line beats a preset, a preset beats params.py
+
+
+def test_a_preset_beats_params_py_and_the_command_line_beats_it(tmp_path):
+    p = resolved("--preset=locatello", "--dataset=dsprites")
+    assert p["learning_rate"] == 1e-4 and p["adam_beta_1"] == 0.9  # not params.py's
+    assert p["adam_epsilon"] == 1e-8 and p["activation"] == "relu"
+    assert p["decoder_conv_layers"] == [[32, 4, 2], [32, 4, 2], [64, 4, 2], [64, 4, 2]]
+    assert p["num_steps"] == 300_000 and p["latent_size"] == 10
+    p = resolved("--preset=locatello", "--learning_rate=5e-4", "--num_steps=10")
+    assert p["learning_rate"] == 5e-4 and p["num_steps"] == 10
+    assert p["adam_beta_1"] == 0.9  # what the command line leaves is the preset's
+    # A preset named in params.py works as on the command line.
+    (tmp_path / "params.py").write_text(
+        (REPO / "params.py")
+        .read_text()
+        .replace("preset = None", 'preset = "locatello"')
+    )
+    specs = cli.read_params(load_module(tmp_path / "params.py"))
+    p, _ = cli.parse_command_line(specs, ["--adam_beta_1=0.5"])
+    assert p["learning_rate"] == 1e-4 and p["adam_beta_1"] == 0.5
+    assert resolved()["learning_rate"] == 5e-4  # no preset: params.py's
+
+
+def test_help_shows_what_each_preset_sets(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_command_line(SPECS, ["--help"])
+    text = capsys.readouterr().out
+    presets = text[text.index("Presets (--preset=NAME") :]
+    assert "locatello: disentanglement_lib's unsupervised_study_v1" in presets
+    assert "learning_rate=0.0001" in presets and "adam_epsilon=1e-08" in presets
+    assert "tc: beta ∈ {1, 2, 4, 6, 8, 10}" in " ".join(presets.split())
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_a_preset_grid_sweeps_the_objectives_values_unless_given():
+    _, overrides = cli.parse_command_line(
+        SPECS, ["--preset=locatello_grid", "--objective=tc", "--seed=0,1"]
+    )
+    runs = cli.sweep(overrides)
+    assert [(r["beta"], r["seed"]) for r in runs][:3] == [(1.0, 0), (1.0, 1), (2.0, 0)]
+    assert sorted({r["beta"] for r in runs}) == [1.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    assert len(runs) == 12
+    _, overrides = cli.parse_command_line(
+        SPECS, ["--preset=locatello_grid", "--objective=dip2"]
+    )
+    assert [r["lambda_od"] for r in cli.sweep(overrides)] == [1, 2, 5, 10, 20, 50]
+    _, overrides = cli.parse_command_line(
+        SPECS, ["--preset=locatello_grid", "--objective=tc", "--beta=4"]
+    )
+    assert cli.sweep(overrides) == [overrides] and overrides["beta"] == 4.0
+    # Words are not swept: a comma in a preset or objective is a name none has.
+    assert "preset='locatello,locatello_grid' is not one of" in errors_of(
+        "--preset=locatello,locatello_grid"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset=locatelo"], "Did you mean --preset=locatello?"),
+        (["--adam_beta_2=1"], "adam_beta_2=1.0 must be in [0, 1)"),
+        (["--adam_epsilon=0"], "adam_epsilon=0.0 must be a finite number > 0"),
+        (["--decoder_conv_layers=[[32,4]]"], "decoder_conv_layers=[[32, 4]] must be"),
+        (["--decoder_dense_layers=[256]"], "decoder_dense_layers=[256] must be"),
+        (["--decoder_conv_layers=[[8,4,3]]"], "strides in decoder_conv_layers"),
+        (["--metrics_step=100"], "metrics_step=100: the metrics need ground-truth"),
+        (["--dataset=dsprites", "--metrics_step=-1"], "metrics_step=-1"),
+        (["--jobs=0"], "jobs=0"),
+    ],
+)
+def test_bad_decoder_optimizer_preset_or_sweep_values_are_named(argv, message):
+    errors = config.validate(resolved(*argv))
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_a_presets_run_is_named_after_it():
+    p = resolved(
+        "--preset=locatello", "--dataset=dsprites", "--objective=tc", "--beta=6"
+    )
+    assert default_run_name(p) == "dsprites_locatello_tc_beta6_seed0"

@@ -4,6 +4,7 @@ status.json, logs, metrics and images as training, --mode=evaluate and
 
 import fcntl
 import json
+import math
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import stats
 
 from utils.outputs import compare
 from utils.outputs.compare import compare_runs, last_values
@@ -199,10 +201,11 @@ def test_runs_differing_only_in_seed_and_bookkeeping_show_mean_and_sample_std(
     compare_runs(tmp_path)
     groups = tables(tmp_path)["Groups"]
     assert [g["Seeds"] for g in groups] == ["0, 1, 2 (n = 3)", "0 (n = 1)"]
-    # Sample std (ddof=1): the population's would be 0.082 and 1.63.
-    assert groups[0]["MIG"] == "0.500 ± 0.100"
-    assert groups[0]["Reconstruction"] == "12.00 ± 2.00"
-    assert groups[0]["Active latents"] == "5.3 ± 0.6 / 10"
+    # Sample std (ddof=1): the population's would be 0.082 and 1.63. With 3 runs
+    # the 95 % percentile bootstrap interval of the mean is their range.
+    assert groups[0]["MIG"] == "0.500 ± 0.100 [0.400, 0.600]"
+    assert groups[0]["Reconstruction"] == "12.00 ± 2.00 [10.00, 14.00]"
+    assert groups[0]["Active latents"] == "5.3 ± 0.6 [5.0, 6.0] / 10"
     assert groups[0]["Status"] == "3 finished"
     assert [groups[1][k] for k in ("MIG", "Reconstruction")] == ["0.300", "20.00"]
     assert "±" not in "".join(groups[1].values())
@@ -223,6 +226,113 @@ def test_a_group_summarises_its_finished_runs_and_says_how_many(tmp_path):
     assert group["Status"] == "2 finished, 1 diverged"
     assert group["Reconstruction"] == "11.00 ± 1.41 (n = 2)"
     assert group["MIG"] == "0.400 (n = 1)"
+
+
+# --- seed study statistics (utils/outputs/statistics.py)
+
+STUDY = {  # beta, other settings → per seed 0, 1, 2: (MIG, DCI disentanglement)
+    ("b1", 1.0): [(0.10, 0.20), (0.12, 0.25), (0.08, 0.18)],
+    ("b4", 4.0): [(0.15, 0.22), (0.13, math.nan), (0.20, 0.20)],
+    ("b8_small", 8.0): [(0.30, 0.50), (0.31, 0.40), (0.29, 0.45)],
+}
+
+
+def test_groups_differing_in_one_setting_are_compared_seed_by_seed(tmp_path):
+    for (name, beta), numbers in STUDY.items():
+        size = {"latent_size": 5} if name == "b8_small" else {}
+        for seed, (mig, dci) in enumerate(numbers):
+            metrics = {"mig": mig, "dci_disentanglement": dci}
+            metrics |= {"factor_vae": 0.6} if seed == 0 and beta < 8 else {}
+            make_run(
+                tmp_path, f"{name}_s{seed}", seed=seed, beta=beta, metrics=metrics,
+                status=("finished", 200, ""), **size,
+            )  # fmt: skip
+    compare_runs(tmp_path)
+    found = tables(tmp_path)
+    (b1, b4, b8) = found["Groups"]
+    lo, hi = stats.bootstrap(
+        (np.array([0.10, 0.12, 0.08]),), np.mean, method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval  # fmt: skip
+    assert b1["MIG"] == f"0.100 ± 0.020 [{lo:.3f}, {hi:.3f}]"
+    assert b4["DCI disentanglement"] == "0.210 ± 0.014 (n = 2)"  # NaN skipped
+    # b8_small differs from both in β and in latent_size: not compared.
+    mig, dci = found["Paired comparisons"]  # FactorVAE: one seed, not compared
+    assert mig["Comparison (A → B)"] == "β-VAE, β = 1 → β-VAE, β = 4"
+    assert [mig["Metric"], mig["Seeds paired"]] == ["MIG", "0, 1, 2"]
+    differences = np.array([0.05, 0.01, 0.12])
+    lo, hi = stats.bootstrap(
+        (differences,), np.mean, method="percentile", rng=np.random.default_rng(0)
+    ).confidence_interval
+    difference = mig["Mean difference [95 % interval]"]
+    assert difference == f"+0.060 [{lo:+.3f}, {hi:+.3f}]"
+    assert mig["Exact test"].startswith("not distinguishable with 3 seeds (p = 0.25)")
+    assert [dci["Metric"], dci["Seeds paired"]] == ["DCI disentanglement", "0, 2"]
+    assert dci["Mean difference [95 % interval]"] == "+0.020"  # 2 pairs: no interval
+    assert dci["Exact test"].startswith("not distinguishable with 2 seeds (p = 0.5)")
+    needed = found["Seeds needed"]
+    assert [r["Metric"] for r in needed] == ["MIG", "DCI disentanglement"]
+    z = 1.959963984540054 + 0.8416212335729143
+    n = math.ceil((z * differences.std(ddof=1) / differences.mean()) ** 2)
+    assert [needed[0]["SD of differences"], needed[0]["Seeds needed"]] == [
+        "0.056", str(n)
+    ]  # fmt: skip
+    assert needed[1]["Seeds needed"] == "6"  # equal differences: at least 6
+    # Spearman's ρ over the 9 runs, the one without DCI left out of its cells.
+    (correlations,) = [t for k, t in found.items() if k.startswith("Rank")]
+    rows = {row["Metric"]: row for row in correlations}
+    runs = [pair for numbers in STUDY.values() for pair in numbers]
+    runs = [(m, d) for m, d in runs if not math.isnan(d)]
+    rho = stats.spearmanr(*zip(*runs, strict=True)).statistic
+    assert rows["MIG"]["DCI disentanglement"] == f"{rho:.2f} (n = 8)"
+    assert rows["DCI disentanglement"]["MIG"] == rows["MIG"]["DCI disentanglement"]
+    assert rows["MIG"]["MIG"] == "1" and "FactorVAE score" not in rows  # 2 runs
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "## Rank correlations between metrics: dsprites, 9 runs" in markdown
+    assert "Locatello et al. 2019" in markdown and "percentile method" in markdown
+    page = (tmp_path / "comparison.html").read_text()
+    for text in (
+        "<h2>Paired comparisons: B − A, seed by seed</h2>",
+        "<td>β-VAE, β = 1 → β-VAE, β = 4</td>",
+        f'<td class="number">+0.060 [{lo:+.3f}, {hi:+.3f}]</td>',
+        "<td>not distinguishable with 3 seeds (p = 0.25)",
+        f'<td class="number">{n}</td>',
+        "<h2>Rank correlations between metrics: dsprites, 9 runs</h2>",
+        f'<td class="number">{rho:.2f} (n = 8)</td>',
+    ):
+        assert text in page
+
+
+def test_only_one_setting_apart_and_one_protocol_are_compared(tmp_path):
+    groups = {  # name → parameters, and MIG for seeds 0 and 1
+        "a_vae": ({"beta": 1.0}, [0.1, 0.2]),
+        "b_factor": ({"objective": "factor"}, [0.15, 0.3]),
+        "c_tc": ({"objective": "tc", "beta": 6.0}, [0.2, 0.1]),
+        "d_color_tc": ({"objective": "tc", "beta": 6.0, "dataset": "color_dsprites"},
+                       [0.3, 0.4]),
+        "e_tc_wide": ({"objective": "tc", "beta": 6.0, "latent_size": 6,
+                       "batch_size": 32}, [0.5, 0.6]),
+    }  # fmt: skip
+    for name, (params, migs) in groups.items():
+        for seed, mig in enumerate(migs):
+            key = "mig_fast" if name == "d_color_tc" else "mig"
+            make_run(
+                tmp_path, f"{name}_s{seed}", seed=seed, metrics={key: mig},
+                status=("finished", 200, ""), **params,
+            )  # fmt: skip
+    compare_runs(tmp_path)
+    found = tables(tmp_path)
+    # Between objectives their parameters go with them (β = 1 → β = 6 is part of
+    # β-VAE → β-TCVAE). The color_dsprites group's fast MIG is never paired with a
+    # reference one; the wide group differs from the others in two settings or more.
+    assert [r["Comparison (A → B)"] for r in found["Paired comparisons"]] == [
+        "β-VAE, β = 1 → FactorVAE, γ = 35",
+        "β-VAE, β = 1 → β-TCVAE, β = 6",
+        "FactorVAE, γ = 35 → β-TCVAE, β = 6",
+    ]
+    differences = [r["Mean difference"] for r in found["Seeds needed"]]
+    assert differences == ["+0.075", "+0.000", "-0.075"]
+    assert not any(title.startswith("Rank") for title in found)  # one metric
 
 
 # --- metrics: which protocol

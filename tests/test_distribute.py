@@ -65,7 +65,10 @@ class FakeSource:  # 36 train images: batches of 8 straddle the epochs
 def train(strategy, objective, initial_weights=None):
     source = FakeSource()
     keras.utils.set_random_seed(1)
-    p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": "float32"}
+    p = {
+        "learning_rate": 1e-3, "adam_beta_1": 0.5, "adam_beta_2": 0.999,
+        "adam_epsilon": 1e-7, "precision": "float32",
+    }  # fmt: skip
     with strategy.scope():
         model = BetaVAE(
             source.image_shape, [[8, 4, 2]] * 4, [[16]], 3,

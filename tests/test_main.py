@@ -155,6 +155,31 @@ def test_resume_continues_exactly_where_it_stopped(celeba_dir, tmp_path, objecti
     assert files() == before
 
 
+@pytest.mark.slow  # 64×64 networks trained twice, with their end-of-run outputs
+def test_a_preset_run_trains_resumes_and_keeps_its_values(celeba_dir, tmp_path):
+    out = tmp_path / "predictions"
+    common = [
+        "--preset=locatello", "--dataset=celeba", f"--data_dir={celeba_dir}",
+        f"--predictions_dir={out}", "--run_name=ref", "--batch_size=8",
+        "--validation_batches=1", "--validation_step=2", "--checkpoint_step=2",
+        "--plot_step=4",
+    ]  # fmt: skip
+    first = run_main(*common, "--num_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = json.loads((out / "ref" / "params.json").read_text())
+    assert saved["preset"] == "locatello" and saved["adam_epsilon"] == 1e-8
+    assert saved["decoder_conv_layers"][-1] == [64, 4, 2]
+    assert saved["learning_rate"] == 1e-4 and saved["batch_size"] == 8
+    second = run_main(*common, "--num_steps=4")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming" in second.stdout
+    _, rows = read_csv(out / "ref" / "log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    # The same name without the preset is another experiment: refused, named.
+    other = run_main(*[a for a in common if a != "--preset=locatello"], "--num_steps=6")
+    assert other.returncode == 2 and "adam_epsilon" in other.stderr
+
+
 def test_an_existing_run_is_never_overwritten(celeba_dir, tmp_path):
     out = tmp_path / "predictions"
     common = [*SMALL, f"--data_dir={celeba_dir}", f"--predictions_dir={out}"]
@@ -251,6 +276,40 @@ def test_a_call_of_several_steps_ends_at_the_next_event(current, expected):
     assert EventSchedule.of(p).steps_in_next_call(current) == expected
 
 
+def test_metrics_during_training_come_at_their_steps_exactly():
+    from train import EventSchedule
+
+    p = {
+        "steps_per_call": 7, "num_steps": 100, "validation_step": 10,
+        "checkpoint_step": 20, "plot_step": 50,
+    }  # fmt: skip
+    measured = EventSchedule.of({**p, "metrics_step": 15})
+    assert measured.steps_in_next_call(10) == 5  # 7 without: past step 15
+    assert EventSchedule.of(p).steps_in_next_call(10) == 7
+    steps = [s for s in range(1, 101) if measured.measures(s)]
+    assert steps == [15, 30, 45, 60, 75, 90]
+    assert not any(EventSchedule.of(p).measures(s) for s in range(1, 101))
+
+
+@pytest.mark.slow  # two evaluations of the fast protocol
+def test_metrics_step_logs_the_fast_metrics_the_evaluation_would_give(tmp_path):
+    out = tmp_path / "predictions"
+    result = run_main(
+        "--dataset=xy_object", f"--data_dir={tmp_path / 'data'}",
+        f"--predictions_dir={out}", "--run_name=m", "--num_steps=4",
+        "--metrics_step=2", "--metrics_protocol=fast", "--validation_step=2",
+        "--plot_step=4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, rows = read_csv(out / "m" / "metrics_during_training.csv")
+    assert [r["step"] for r in rows] == ["2", "4"]
+    assert "mig_fast" in header and "dci_disentanglement_fast" in header
+    final = json.loads((out / "m" / "metrics.json").read_text())  # step 4, fast
+    for key in ("mig_fast", "beta_vae_fast", "dci_disentanglement_fast"):
+        assert float(rows[1][key]) == pytest.approx(final[key], abs=1e-6), key
+    assert list((out / "m" / "tensorboard" / "during_training").glob("events.*"))
+
+
 # Validation rows of a real β warm-up (KL annealing to β = 1), recorded from
 # `python main.py --dataset=dsprites --latent_size=4 --batch_size=16
 # --conv_layers=[[8,4,2],[8,4,2],[8,4,2],[8,4,2]] --dense_layers=[[32]]
@@ -289,7 +348,8 @@ def test_a_warm_up_schedule_does_not_stop_early():
     p = {
         "seed": 0, "conv_layers": [[8, 4, 2]], "dense_layers": [], "latent_size": 2,
         "activation": "relu", "precision": "float32", "objective": "beta",
-        "learning_rate": 1e-3, "adam_beta_1": 0.5,
+        "learning_rate": 1e-3, "adam_beta_1": 0.5, "adam_beta_2": 0.999,
+        "adam_epsilon": 1e-7,
     }  # fmt: skip
     state = TrainingState.new(p, (8, 8, 1), tf.distribute.get_strategy())
     assert early_stop(state, WARM_UP) is None

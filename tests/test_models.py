@@ -5,12 +5,14 @@ import math
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import objective_settings
 from scipy.special import logsumexp, softmax
 
+import params
 from models import (
     LOSSES,
     BatchView,
@@ -19,6 +21,7 @@ from models import (
     beta_at,
     build_decoder,
     build_encoder,
+    build_model,
     build_optimizers,
     capacity_at,
     compute_losses,
@@ -30,6 +33,7 @@ from models import (
     total_correlation,
 )
 from utils.objectives import OBJECTIVES
+from utils.settings import cli
 
 SPEC = [[32, 4, 2]] * 4
 DENSE = [[256], [256]]
@@ -288,7 +292,13 @@ def test_dip_lambda_d_defaults_to_disentanglement_libs_ratio():
 def test_the_discriminator_trains_on_its_own_loss_only(factor_model):
     from train import train_step
 
-    p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": "float32"}
+    p = {
+        "learning_rate": 1e-3,
+        "adam_beta_1": 0.5,
+        "adam_beta_2": 0.999,
+        "adam_epsilon": 1e-7,
+        "precision": "float32",
+    }
     optimizer, discriminator_optimizer = build_optimizers(p, factor_model)
     # Each optimizer holds state for its own network's variables only.
     assert len(optimizer.variables) > 1 and len(discriminator_optimizer.variables) > 1
@@ -379,7 +389,13 @@ def test_mixed_precision_computes_in_16_bits_and_trains_in_float32(precision, co
     out = compute_losses(model, tf.zeros((2, 32, 32, 1)), 0, cfg, batch)
     assert {v.dtype for v in out.values()} == {tf.float32}  # losses, KL, β
 
-    p = {"learning_rate": 1e-3, "adam_beta_1": 0.5, "precision": precision}
+    p = {
+        "learning_rate": 1e-3,
+        "adam_beta_1": 0.5,
+        "adam_beta_2": 0.999,
+        "adam_epsilon": 1e-7,
+        "precision": precision,
+    }
     optimizers = build_optimizers(p, model)
     scaled = isinstance(optimizers[0], keras.optimizers.LossScaleOptimizer)
     assert scaled == (precision == "mixed_float16")  # bfloat16 needs no scaling
@@ -426,7 +442,13 @@ def test_the_factor_vae_discriminator_learns_to_tell_q_z_from_its_marginals():
     from train import train_step
 
     model = BetaVAE((16, 16, 1), [[8, 4, 2]] * 2, [[16]], 3, discriminator=True)
-    p = {"learning_rate": 1e-4, "adam_beta_1": 0.5, "precision": "float32"}
+    p = {
+        "learning_rate": 1e-4,
+        "adam_beta_1": 0.5,
+        "adam_beta_2": 0.999,
+        "adam_epsilon": 1e-7,
+        "precision": "float32",
+    }
     optimizer, _ = build_optimizers(p, model)
     critic_optimizer = tf.keras.optimizers.Adam(1e-3)
     rng = np.random.default_rng(5)
@@ -446,3 +468,87 @@ def test_the_factor_vae_discriminator_learns_to_tell_q_z_from_its_marginals():
         out = train_step(model, optimizer, critic_optimizer, images, step, cfg, noise)
         losses.append(float(np.mean(out["discriminator_loss"])))
     assert np.mean(losses[-10:]) < np.log(2) - 0.05, losses[::10]
+
+
+# disentanglement_lib's conv_encoder and deconv_decoder (methods/shared/
+# architectures.py), layer by layer as written there: (name, kind, kernel, stride or
+# None, filters or units, activation, output shape for a 64×64×C image).
+def reference_layers(channels, latents=10):
+    return [
+        ("e1", "conv", 4, 2, 32, "relu", (32, 32, 32)),
+        ("e2", "conv", 4, 2, 32, "relu", (16, 16, 32)),
+        ("e3", "conv", 2, 2, 64, "relu", (8, 8, 64)),
+        ("e4", "conv", 2, 2, 64, "relu", (4, 4, 64)),
+        ("e5", "dense", None, None, 256, "relu", (256,)),
+        ("means", "dense", None, None, latents, "linear", (latents,)),
+        ("log_var", "dense", None, None, latents, "linear", (latents,)),
+        ("d1", "dense", None, None, 256, "relu", (256,)),
+        ("d2", "dense", None, None, 1024, "relu", (1024,)),  # reshaped to 4×4×64
+        ("d3", "deconv", 4, 2, 64, "relu", (8, 8, 64)),
+        ("d4", "deconv", 4, 2, 32, "relu", (16, 16, 32)),
+        ("d5", "deconv", 4, 2, 32, "relu", (32, 32, 32)),
+        ("d6", "deconv", 4, 2, channels, "linear", (64, 64, channels)),
+    ]
+
+
+def reference_parameter_count(channels, latents=10):
+    """Weights and biases of each layer above, from its kernel and the channels or
+    units it receives."""
+    # Where a layer's input is not the previous layer's output:
+    # e4 flattened, e5 (beside means), z, d2 reshaped to 4×4×64.
+    jumps = {"e5": 4 * 4 * 64, "log_var": 256, "d1": latents, "d3": 64}
+    counts, inputs = [], channels
+    for name, kind, kernel, _, width, _, _ in reference_layers(channels, latents):
+        inputs = jumps.get(name, inputs)
+        fan_in = kernel * kernel * inputs if kind != "dense" else inputs
+        counts.append(fan_in * width + width)
+        inputs = width
+    return sum(counts), counts
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_locatello_preset_builds_disentanglement_libs_networks(channels):
+    p = cli.resolve(
+        cli.read_params(params), {"preset": "locatello", "dataset": "dsprites"}
+    )
+    model = build_model(p, (64, 64, channels), training=False)
+    layers = [
+        layer
+        for network in (model.encoder, model.decoder)
+        for layer in network.layers
+        if layer.count_params()
+    ]
+    reference = reference_layers(channels)
+    assert len(layers) == len(reference)
+    kinds = {"conv": keras.layers.Conv2D, "deconv": keras.layers.Conv2DTranspose}
+    for layer, (name, kind, kernel, stride, _, activation, shape) in zip(
+        layers, reference, strict=True
+    ):
+        assert type(layer) is kinds.get(kind, keras.layers.Dense), name
+        assert layer.output.shape[1:] == shape, name
+        assert layer.activation.__name__ == activation, name
+        if kind != "dense":
+            assert layer.kernel_size == (kernel, kernel), name
+            assert layer.strides == (stride, stride), name
+            assert layer.padding == "same", name
+    total, per_layer = reference_parameter_count(channels)
+    assert [layer.count_params() for layer in layers] == per_layer
+    assert model.encoder.count_params() + model.decoder.count_params() == total
+    optimizer, _ = build_optimizers(p, model)
+    assert float(optimizer.learning_rate) == pytest.approx(1e-4)
+    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.999, 1e-8)
+
+
+def test_a_decoder_that_is_not_the_encoders_mirror():
+    model = BetaVAE(
+        (32, 32, 1), [[8, 4, 2]] * 2, [[16]], 3,
+        decoder_layers=([[4, 3, 1], [8, 5, 2], [6, 4, 2]], [[12], [20]]),
+    )  # fmt: skip
+    decoder = model.decoder
+    assert [decoder.get_layer(f"dense{i}").units for i in (0, 1)] == [20, 12]
+    assert decoder.get_layer("to_conv").units == 8 * 8 * 6
+    kernels = [decoder.get_layer(f"deconv{i}").kernel_size[0] for i in range(3)]
+    assert kernels == [4, 5, 3]
+    assert [decoder.get_layer(f"deconv{i}").filters for i in range(3)] == [8, 4, 1]
+    assert decoder(tf.zeros((2, 3))).shape == (2, 32, 32, 1)
+    assert model.encoder.get_layer("conv1").kernel_size == (4, 4)  # its own spec

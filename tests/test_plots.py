@@ -6,6 +6,7 @@ import pytest
 
 from utils.objectives import OBJECTIVES
 from utils.outputs.plots import (
+    DISENTANGLEMENT_TITLE,
     MAX_BARS,
     kl_bars_figure,
     loss_curves_figure,
@@ -155,3 +156,27 @@ def test_kl_bars_for_few_latents_show_all_and_count_the_active(tmp_path):
     assert ax.get_title().startswith("3 of 6 latents active")
     save_kl_bars(tmp_path / "kl.png", kl, 300)
     assert iio.imread(tmp_path / "kl.png").shape[1] > 300
+
+
+def test_metrics_during_training_get_a_panel_of_their_own():
+    metrics = {
+        "step": np.array([1000.0, 2000.0, 3000.0]),
+        "mig_fast": np.array([0.05, 0.1, 0.2]),
+        "beta_vae_fast": np.array([0.6, 0.7, 0.8]),
+        "factor_vae_fast": np.array([0.5, 0.55, 0.6]),
+        "dci_disentanglement_fast": np.array([0.1, np.nan, 0.3]),
+        "sap_fast": np.array([0.01, 0.02, 0.03]),  # not on the panel's [0, 1] scores
+    }
+    fig = loss_curves_figure(synthetic_log(), {}, {"objective": "beta"}, metrics)
+    assert titles(fig)[-1] == DISENTANGLEMENT_TITLE
+    panel = fig.axes[len(titles(fig)) - 1]
+    lines = {line.get_label(): line.get_ydata() for line in panel.get_lines()}
+    assert list(lines) == [
+        "β-VAE score",
+        "FactorVAE score",
+        "MIG",
+        "DCI disentanglement",
+    ]
+    np.testing.assert_array_equal(lines["MIG"], [0.05, 0.1, 0.2])
+    without = loss_curves_figure(synthetic_log(), {}, {"objective": "beta"}, {})
+    assert DISENTANGLEMENT_TITLE not in titles(without)

@@ -3,7 +3,8 @@
 Everything is read from the run folders' own files (params.json, status.json,
 log.csv, validation.csv, metrics.json, analysis/), so the page can be rebuilt at
 any time, even while runs train. Runs that differ only in their seed form a group,
-summarised as mean ± std. utils.outputs.compare_page lays the page out.
+summarised as mean ± std; groups that differ in one setting are compared seed by
+seed (utils.outputs.statistics). utils.outputs.compare_page lays the page out.
 """
 
 import csv
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from utils.files import atomic_write_bytes
 from utils.objectives import OBJECTIVES
-from utils.outputs.compare_page import METRIC_TITLES, render
+from utils.outputs.compare_page import METRIC_TITLES, render, summarised
+from utils.outputs.statistics import MIN_PAIRS
 from utils.runs.folder import ADDED_LATER, BOOKKEEPING
 
 PAGE_NAMES = ("comparison.html", "comparison.md")
@@ -270,6 +272,62 @@ def differing_parameters(runs: list[Run]) -> list[str]:
     return [name for name in names if len(values(name)) > 1]
 
 
+@dataclass
+class Pairing:
+    """Two groups that differ in exactly one setting, their runs matched by seed."""
+
+    setting: str
+    first: list[Run]  # A: the group shown first
+    second: list[Run]  # B
+    pairs: list[tuple[Run, Run]]  # (A's run, B's run) for each seed both ran
+
+
+def settings_between(a: Run, b: Run) -> list[str]:
+    """The settings two runs differ in, but the seed and bookkeeping. Between two
+    objectives, their parameters belong to them: β-VAE (β = 1) and β-TCVAE
+    (β = 6) differ in their objective alone, as FactorVAE (γ = 35) and β-TCVAE."""
+    ignored = BOOKKEEPING | a.unused | b.unused | {"seed", "metrics_provenance"}
+    if a.params.get("objective") != b.params.get("objective"):
+        ignored |= OBJECTIVE_PARAMETERS
+
+    def value(run, name):
+        return _signature([name in run.params, run.params.get(name)])
+
+    names = (a.params.keys() | b.params.keys()) - ignored
+    return sorted(name for name in names if value(a, name) != value(b, name))
+
+
+def _by_seed(runs: list[Run]) -> dict[str, Run]:
+    found = {}
+    for run in runs:  # a seed run twice: its first run
+        if "seed" in run.params:
+            found.setdefault(_signature(run.params["seed"]), run)
+    return found
+
+
+def _provenance(runs: list[Run]) -> str:
+    return next((m for r in runs if (m := r.params.get("metrics_provenance"))), "")
+
+
+def _pairing(first: list[Run], second: list[Run]) -> Pairing | None:
+    a, b = summarised(first), summarised(second)  # the runs the group rows show
+    if not (a[0].params and b[0].params) or _provenance(a) != _provenance(b):
+        return None  # metrics made otherwise are not compared, as not averaged
+    settings = settings_between(a[0], b[0])
+    seeds = _by_seed(b)
+    pairs = [(run, seeds[seed]) for seed, run in _by_seed(a).items() if seed in seeds]
+    if len(settings) != 1 or len(pairs) < MIN_PAIRS:
+        return None
+    return Pairing(settings[0], first, second, pairs)
+
+
+def pair_groups(groups: list[list[Run]]) -> list[Pairing]:
+    """Every two groups, in the page's order, that differ in exactly one setting,
+    whose metrics were made alike and that share MIN_PAIRS seeds or more."""
+    found = [_pairing(a, b) for i, a in enumerate(groups) for b in groups[i + 1 :]]
+    return [pairing for pairing in found if pairing]
+
+
 def run_folders(predictions: Path) -> list[str]:
     """Folders with a params.json, but the page's own outputs and hidden ones."""
     try:
@@ -308,7 +366,8 @@ def compare_runs(predictions: Path, run_names: list[str] | None = None) -> Path:
     if not names:
         raise ValueError(f"no runs to compare in {predictions}")
     runs = [read_run(predictions, name) for name in names]
-    page, markdown = render(group_runs(runs), differing_parameters(runs))
+    groups = group_runs(runs)
+    page, markdown = render(groups, differing_parameters(runs), pair_groups(groups))
     _write(predictions / "comparison.html", page)  # first: the page main.py names
     _write(predictions / "comparison.md", markdown)
     return predictions / "comparison.html"

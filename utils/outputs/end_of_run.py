@@ -12,7 +12,7 @@ from utils.data import info as dataset_info
 from utils.data.pipeline import test_sets
 from utils.outputs.export import export_model
 from utils.outputs.images import save_gif
-from utils.outputs.logs import read_log_csv
+from utils.outputs.logs import METRICS_CSV, read_log_csv
 from utils.outputs.metrics_file import evaluate_metrics
 from utils.outputs.plots import save_kl_bars, save_loss_curves
 from utils.outputs.step_images import z_mean_and_kl
@@ -92,6 +92,7 @@ def write_final_outputs(p, folder, model, source, step, everything, results):
             read_log_csv(folder / "log.csv"),
             read_log_csv(folder / "validation.csv"),
             p,
+            read_log_csv(folder / METRICS_CSV),
         ),
         "kl_per_latent.png": kl_bars,
         "model/": lambda: export_model(model, folder / "model"),

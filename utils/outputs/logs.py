@@ -15,6 +15,9 @@ import numpy as np
 
 from utils.files import atomic_write_bytes
 
+METRICS_CSV = "metrics_during_training.csv"
+TRAINING_METRICS = "during_training"  # their TensorBoard folder: a run of its own
+
 
 class CsvLog:
     def __init__(self, path, columns, resume_step=0):
@@ -115,7 +118,11 @@ class RunLogs:
     its objective logs. A non-chief worker of a multi-worker run logs nothing (the
     chief logs the same values)."""
 
-    def __init__(self, folder, terms, latent_size, resume_step, chief=True):
+    def __init__(
+        self, folder, terms, latent_size, resume_step, chief=True, measured=()
+    ):
+        """`measured`: the metrics logged during training (metrics_step), if any,
+        into metrics_during_training.csv."""
         from utils.outputs.tensorboard import TensorBoard
 
         self.terms = list(terms)
@@ -130,6 +137,11 @@ class RunLogs:
             )
             self.tensorboard = TensorBoard(folder / "tensorboard")
             self.writers = [self.train_csv, self.validation_csv, self.tensorboard]
+            if measured:
+                self.metrics_csv = CsvLog(
+                    folder / METRICS_CSV, ["step", *measured], resume_step
+                )
+                self.writers.insert(2, self.metrics_csv)
 
     def train(self, step, values):
         """One step's row: its terms, and the KL of each latent."""
@@ -142,6 +154,13 @@ class RunLogs:
         if self.writers:
             self.validation_csv.append({"step": step, **values})
             self.tensorboard.write("validation", step, values)
+
+    def metrics(self, step, values):
+        """metrics_step's numbers: a row, and TensorBoard's "during_training"."""
+        if self.writers:
+            self.metrics_csv.append({"step": step, **values})
+            self.metrics_csv.flush()  # minutes apart: on disk at once
+            self.tensorboard.write(TRAINING_METRICS, step, values)
 
     def flush(self):
         for writer in self.writers:

@@ -48,6 +48,30 @@ def evaluate_metrics(encoder, source, folder, protocol="reference", step=None,
     return results
 
 
+# metrics_step: the protocol of the metrics during training. The reference one
+# takes minutes; the run's own evaluation at the end stays metrics_protocol's.
+TRAINING_PROTOCOL = "fast"
+
+
+def training_metric_names() -> list[str]:
+    """The columns of metrics_during_training.csv: each headline, under the fast
+    protocol's own names (mig_fast, ...)."""
+    return headline_names([TRAINING_PROTOCOL])
+
+
+def training_metrics(model, source) -> dict:
+    """{mig_fast: ..., ...} of the encoder's means now, quietly (no bars inside the
+    training's): what metrics_step logs."""
+    ds = require_factors(source)
+    encoded = EncodedDataset(ds, model.encoder, "mean")
+    results = evaluate_all(
+        ds, encoded.represent, TRAINING_PROTOCOL, quiet=True, begin=encoded.begin
+    )
+    end = key_suffix(TRAINING_PROTOCOL, "mean")
+    names = training_metric_names()
+    return {k + end: results[k] for k in results if k + end in names}
+
+
 def mig_per_factor(ds, mig: dict) -> dict:
     return {
         name: {"mig": gap, "latent": f"z{latent}"}

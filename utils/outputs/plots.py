@@ -156,6 +156,30 @@ def loss_panels(train, validation, p) -> list[tuple[str, str]]:
     return panels
 
 
+# metrics_step's panel: the headline scores that read on one [0, 1] axis.
+DISENTANGLEMENT = "disentanglement"
+DISENTANGLEMENT_TITLE = "disentanglement during training (fast protocol)"
+DISENTANGLEMENT_SCORES = {
+    "beta_vae_fast": "β-VAE score",
+    "factor_vae_fast": "FactorVAE score",
+    "mig_fast": "MIG",
+    "dci_disentanglement_fast": "DCI disentanglement",
+}
+
+
+def _plot_disentanglement(ax, metrics):
+    """The scores of metrics_during_training.csv against the step; True if any."""
+    step = metrics.get("step", np.array([]))
+    shown = False
+    for key, title in DISENTANGLEMENT_SCORES.items():
+        if key in metrics and len(step) and np.isfinite(metrics[key]).any():
+            ax.plot(step, metrics[key], "o-", markersize=3, linewidth=1.2, label=title)
+            shown = True
+    if shown:
+        ax.set_ylim(0, 1.05)
+    return shown
+
+
 def _plot_training(ax, step, values, window):
     if _is_noisy(values) and window > 1:
         ax.plot(step, values, color=TRAIN_COLOR, alpha=0.2, linewidth=0.8)
@@ -163,33 +187,25 @@ def _plot_training(ax, step, values, window):
     ax.plot(step, values, color=TRAIN_COLOR, linewidth=1.5, label="training")
 
 
-def loss_curves_figure(train, validation, p) -> Figure:
-    train, validation = train or {}, validation or {}
+def loss_curves_figure(train, validation, p, metrics=None) -> Figure:
+    """`metrics`: metrics_during_training.csv (metrics_step), drawn on a panel of
+    its own when it has rows."""
+    train, validation, metrics = train or {}, validation or {}, metrics or {}
     objective = objective_of(p or {})
     panels = loss_panels(train, validation, p)
+    if len(metrics.get("step", [])):
+        panels.append((DISENTANGLEMENT, DISENTANGLEMENT_TITLE))
     rows = -(-len(panels) // 2)
     fig = Figure(figsize=(11, 3.3 * rows + 0.5), dpi=120, layout="constrained")
     axes = fig.subplots(rows, 2, sharex=True, squeeze=False).ravel()
-    step = train.get("step", np.array([]))
-    window = max(1, len(step) // 50)  # ~1/50 of the run: smooths batch noise
     for ax, (name, title) in zip(axes, panels, strict=False):
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        shown = []
-        if name in train and len(step):
-            _plot_training(ax, step, train[name], window)
-            shown.append(train[name])
-        if name in validation and len(validation.get("step", [])):
-            ax.plot(validation["step"], validation[name], "o", markersize=4,
-                    color=VALIDATION_COLOR, label="validation")  # fmt: skip
-            shown.append(validation[name])
-        target = objective.kl_target
-        if name == "kl" and target in train and len(step):
-            # The capacity objective pulls KL towards C (Burgess 2018): show both.
-            ax.plot(step, train[target], "--", color=TARGET_COLOR, linewidth=1.2,
-                    label=objective.terms[target])  # fmt: skip
+        if name == DISENTANGLEMENT:
+            shown = _plot_disentanglement(ax, metrics)
+        else:
+            shown = _plot_loss(ax, name, train, validation, objective)
         if shown:
-            _maybe_log(ax, *shown)
             ax.legend(loc="best", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center",
@@ -202,7 +218,31 @@ def loss_curves_figure(train, validation, p) -> Figure:
     return fig
 
 
-def save_loss_curves(path: Path, train, validation, p) -> None:
-    """loss_curves.png from log.csv and validation.csv (read_log_csv) and the
-    run's parameters `p`, which name the objective and so its panels."""
-    save_figure(loss_curves_figure(train, validation, p), path)
+def _plot_loss(ax, name, train, validation, objective):
+    """One logged term: training (smoothed when noisy) and validation; True if
+    anything was drawn."""
+    step = train.get("step", np.array([]))
+    window = max(1, len(step) // 50)  # ~1/50 of the run: smooths batch noise
+    shown = []
+    if name in train and len(step):
+        _plot_training(ax, step, train[name], window)
+        shown.append(train[name])
+    if name in validation and len(validation.get("step", [])):
+        ax.plot(validation["step"], validation[name], "o", markersize=4,
+                color=VALIDATION_COLOR, label="validation")  # fmt: skip
+        shown.append(validation[name])
+    target = objective.kl_target
+    if name == "kl" and target in train and len(step):
+        # The capacity objective pulls KL towards C (Burgess 2018): show both.
+        ax.plot(step, train[target], "--", color=TARGET_COLOR, linewidth=1.2,
+                label=objective.terms[target])  # fmt: skip
+    if shown:
+        _maybe_log(ax, *shown)
+    return bool(shown)
+
+
+def save_loss_curves(path: Path, train, validation, p, metrics=None) -> None:
+    """loss_curves.png from log.csv and validation.csv (read_log_csv), the run's
+    parameters `p`, which name the objective and so its panels, and the metrics
+    during training, if any (metrics_during_training.csv)."""
+    save_figure(loss_curves_figure(train, validation, p, metrics), path)

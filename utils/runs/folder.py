@@ -37,6 +37,9 @@ RESUMABLE_CHANGES = {
     "metrics_protocol",
     "metrics_representation",
     "checkpoint",
+    "jobs",
+    "print_commands",
+    "metrics_step",
 }
 # Parameters added after runs were made, with the value those runs were trained
 # with: an older params.json lacks them and still resumes, evaluates and analyses.
@@ -50,6 +53,14 @@ ADDED_LATER = {
     "checkpoint": "latest",
     "factor_correlation": None,
     "holdout": None,
+    "decoder_conv_layers": None,  # the encoder's mirror
+    "decoder_dense_layers": None,
+    "adam_beta_2": 0.999,  # Keras' defaults, which every earlier run had
+    "adam_epsilon": 1e-7,
+    "preset": None,
+    "jobs": 1,
+    "print_commands": False,
+    "metrics_step": 0,
 }
 # Resumable, but they change what is trained from the resume on: a resume says so.
 TRAINING_CHANGES = ("learning_rate",)
@@ -60,7 +71,7 @@ TRAINING_CHANGES = ("learning_rate",)
 BOOKKEEPING = frozenset(
     "run_name mode data_dir predictions_dir strategy steps_per_call jit_compile "
     "log_step plot_step checkpoint_step metrics_at_end metrics_protocol "
-    "metrics_representation checkpoint"
+    "metrics_representation checkpoint jobs print_commands metrics_step"
     .split()
 )  # fmt: skip
 
@@ -71,7 +82,8 @@ class RunFolderError(Exception):
 
 def default_run_name(p):
     """A readable name from what distinguishes the experiment."""
-    return f"{p['dataset']}_{objective_of(p).tag(p)}_seed{p['seed']}"
+    preset = f"{p['preset']}_" if p.get("preset") else ""
+    return f"{p['dataset']}_{preset}{objective_of(p).tag(p)}_seed{p['seed']}"
 
 
 def unused_name(predictions, base):

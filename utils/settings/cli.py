@@ -2,8 +2,8 @@
 `--help`. A bad file or argument raises UsageError, whose message names it; main.py
 prints it and exits with code 2.
 
-Precedence, highest first: the command line, a value set in params.py, the dataset's
-default (for names left as None in params.py).
+Precedence, highest first: the command line, a preset's value (--preset), a value
+set in params.py, the dataset's default (for names still None).
 """
 
 import ast
@@ -17,6 +17,8 @@ import tokenize
 import traceback
 import types
 from pathlib import Path
+
+from utils.settings import presets
 
 PER_DATASET = "dataset_defaults"
 RULER = "---"  # `# --- data` starts a section of params.py: no name's comment
@@ -209,10 +211,14 @@ def as_argument(name, value):
 
 
 def resolve(params, overrides):
-    """The run's parameters: params.py's values, then the dataset's defaults where
-    a value is None, then the command line."""
+    """The run's parameters: params.py's values, then its preset's
+    (utils/settings/presets.py), then the command line, then the dataset's
+    defaults where a value is still None."""
     values = {name: default for name, (default, _) in params.items()}
     per_dataset = values.pop(PER_DATASET, {})
+    preset = overrides.get("preset", values.get("preset"))
+    if isinstance(preset, str):  # an unknown name is config.validate's to report
+        values.update(presets.PRESETS.get(preset, {}))
     values.update(overrides)
     for name, value in per_dataset.get(values.get("dataset"), {}).items():
         if values.get(name) is None:
@@ -242,6 +248,19 @@ def help_text(params, prog="python main.py"):
         lines += textwrap.wrap(
             comment, HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6
         )
+    lines += ["", "Presets (--preset=NAME; the command line still beats them):"]
+    for name, values in presets.PRESETS.items():
+        shown = (f"{k}={repr(v).replace(' ', '')}" for k, v in values.items())
+        if name in presets.GRIDS:  # "tc: beta ∈ {1, 2, 4, 6, 8, 10}"
+            shown = (
+                f"{objective}: {k} ∈ {{{', '.join(f'{x:g}' for x in values)}}}"
+                for objective, grid in presets.GRIDS[name].items()
+                for k, values in grid.items()
+            )
+        text = f"{name}: {presets.DESCRIPTIONS[name]}: {', '.join(shown)}"
+        lines += textwrap.wrap(
+            text, HELP_WIDTH, initial_indent=" " * 2, subsequent_indent=" " * 6
+        )
     return "\n".join(lines)
 
 
@@ -263,5 +282,13 @@ def parse_command_line(params, argv=None):
     if any(a in ("-h", "--help") for a in argv):
         print(help_text(params))
         raise SystemExit(0)
-    overrides = parse_overrides(argv, params)
+    overrides = with_preset_grid(parse_overrides(argv, params), params)
     return resolve(params, overrides), overrides
+
+
+def with_preset_grid(overrides, params):
+    """`overrides` and, before them, the sweep of the preset's grid for the run's
+    objective, for each name the command line does not give."""
+    p = resolve(params, overrides)  # words are never swept: one preset, one objective
+    grid = presets.grid_of(p.get("preset"), p.get("objective"))
+    return {**{k: v for k, v in grid.items() if k not in overrides}, **overrides}

@@ -16,6 +16,7 @@ from utils.data import DATASETS
 from utils.data import info as dataset_info
 from utils.data.factor_structure import parameter_problems as factor_structure_problems
 from utils.objectives import BETA_SCHEDULES, OBJECTIVES, RECONSTRUCTION_LOSSES
+from utils.settings.presets import PRESETS
 
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/devices/distribute.py
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -39,6 +40,8 @@ CHOICES = {
 # name: smallest allowed value
 AT_LEAST = {
     "seed": 0,
+    "jobs": 1,
+    "metrics_step": 0,
     "latent_size": 1,
     "batch_size": 1,
     "num_steps": 1,
@@ -77,12 +80,25 @@ def validate(p):
     rate = p.get("learning_rate")
     if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
         errors.append(f"learning_rate={rate!r} must be a finite number > 0")
-    beta_1 = p.get("adam_beta_1")
-    if not (isinstance(beta_1, int | float) and 0 <= beta_1 < 1):
-        errors.append(f"adam_beta_1={beta_1!r} must be in [0, 1)")
+    for name in ("adam_beta_1", "adam_beta_2"):
+        decay = p.get(name)
+        if not (isinstance(decay, int | float) and 0 <= decay < 1):
+            errors.append(f"{name}={decay!r} must be in [0, 1)")
+    epsilon = p.get("adam_epsilon")
+    if not (
+        isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0
+    ):
+        errors.append(f"adam_epsilon={epsilon!r} must be a finite number > 0")
     for name in ("data_dir", "predictions_dir"):
         if not isinstance(p.get(name), str) or not p.get(name):
             errors.append(f"{name}={p.get(name)!r} must be a path")
+    dataset = p.get("dataset")
+    if p.get("metrics_step") and dataset in DATASETS:
+        if not dataset_info(dataset).has_factors:
+            errors.append(
+                f"metrics_step={p['metrics_step']}: the metrics need ground-truth "
+                f"factors, which {dataset} does not have; use --metrics_step=0"
+            )
     errors += _objective_errors(p) + _run_name_errors(p) + _layer_errors(p)
     return errors + _factor_structure_errors(p)
 
@@ -110,6 +126,13 @@ def _choice_errors(p):
             errors.append(
                 f"{name}={p.get(name)!r} is not one of {', '.join(allowed)}{hint}"
             )
+    preset = p.get("preset")
+    if preset is not None and preset not in PRESETS:
+        close = _closest(preset, tuple(PRESETS))
+        hint = f". Did you mean --preset={close}?" if close else ""
+        errors.append(
+            f"preset={preset!r} is not one of {', '.join(PRESETS)}, or None{hint}"
+        )
     for name, high in AT_MOST.items():
         value = p.get(name)
         if isinstance(value, int | float) and value > high:
@@ -120,9 +143,9 @@ def _choice_errors(p):
 def _value_errors(p):
     errors = _choice_errors(p)
     unknown_dataset = p.get("dataset") not in DATASETS
-    at_end = p.get("metrics_at_end")
-    if not isinstance(at_end, bool):
-        errors.append(f"metrics_at_end={at_end!r} must be True or False")
+    for name in ("metrics_at_end", "print_commands"):
+        if not isinstance(p.get(name), bool):
+            errors.append(f"{name}={p.get(name)!r} must be True or False")
     for name, low in AT_LEAST.items():
         value = p.get(name)
         if value is None and (name in MAY_BE_NONE or unknown_dataset):
@@ -194,10 +217,8 @@ def _run_name_errors(p):
     ]
 
 
-def _layer_errors(p):
-    conv, dense = p.get("conv_layers"), p.get("dense_layers")
-    errors = []
-    if not (
+def _conv_spec_errors(name, conv):
+    if (
         isinstance(conv, list)
         and conv
         and all(
@@ -207,49 +228,60 @@ def _layer_errors(p):
             for c in conv
         )
     ):
-        return [
-            f"conv_layers={conv!r} must be a non-empty list of "
-            "[filters, kernel, stride] with positive whole numbers"
-        ]
-    if not (
-        isinstance(dense, list)
-        and all(
-            isinstance(d, list | tuple)
-            and len(d) == 1
-            and isinstance(d[0], int)
-            and d[0] > 0
-            for d in dense
-        )
+        return []
+    return [
+        f"{name}={conv!r} must be a non-empty list of "
+        "[filters, kernel, stride] with positive whole numbers"
+    ]
+
+
+def _dense_spec_errors(name, dense):
+    if isinstance(dense, list) and all(
+        isinstance(d, list | tuple)
+        and len(d) == 1
+        and isinstance(d[0], int)
+        and d[0] > 0
+        for d in dense
     ):
-        errors.append(
-            f"dense_layers={dense!r} must be a list of [units] "
-            "with positive whole numbers"
-        )
+        return []
+    return [f"{name}={dense!r} must be a list of [units] with positive whole numbers"]
+
+
+def _layer_errors(p):
+    # The decoder's spec: None mirrors the encoder's (models.decoder_spec).
+    specs = {"conv_layers": p.get("conv_layers")}
+    if p.get("decoder_conv_layers") is not None:
+        specs["decoder_conv_layers"] = p["decoder_conv_layers"]
+    errors = [e for name, conv in specs.items() for e in _conv_spec_errors(name, conv)]
+    for name in ("dense_layers", "decoder_dense_layers"):
+        if name == "dense_layers" or p.get(name) is not None:
+            errors += _dense_spec_errors(name, p.get(name))
     size = p.get("image_size")
-    if isinstance(size, int) and size >= 8:
-        problem = check_image_size(size, conv)
-        if problem:
+    if errors or not (isinstance(size, int) and size >= 8):
+        return errors
+    for name, conv in specs.items():
+        if problem := check_image_size(size, conv, name):
             errors.append(problem)
-        fixed = p.get("dataset") in DATASETS and dataset_info(p["dataset"]).image_size
-        if fixed and size != fixed:
-            errors.append(
-                f"image_size={size}: {p['dataset']} images are {fixed}×{fixed}; "
-                f"use --image_size={fixed}"
-            )
+    fixed = p.get("dataset") in DATASETS and dataset_info(p["dataset"]).image_size
+    if fixed and size != fixed:
+        errors.append(
+            f"image_size={size}: {p['dataset']} images are {fixed}×{fixed}; "
+            f"use --image_size={fixed}"
+        )
     return errors
 
 
-def check_image_size(image_size, conv_layers):
-    """The decoder mirrors the encoder's strides, so it can only produce sizes that
+def check_image_size(image_size, conv_layers, name="conv_layers"):
+    """The decoder mirrors its convs' strides, so it can only produce sizes that
     the strides divide exactly. Returns an error message or None."""
     total_stride = math.prod(stride for _, _, stride in conv_layers)
     if image_size % total_stride:
         examples = ", ".join(str(total_stride * k) for k in (1, 2, 4))
         return (
             f"image_size {image_size} is not divisible by {total_stride}, the "
-            f"product of the conv strides in conv_layers {conv_layers}; the "
+            f"product of the conv strides in {name} {conv_layers}; the "
             f"decoder could not mirror it. Use a multiple of {total_stride} "
-            f"(e.g. {examples}) or change conv_layers."
+            f"(e.g. {examples}) or change {name}."
         )
     return None
 
