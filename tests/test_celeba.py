@@ -161,8 +161,8 @@ def test_pool_matches_in_process(celeba_dir, tmp_path):
 
 # The pool's workers are forked from main.py, whose Ctrl-C/SIGTERM handler
 # (utils/runs/stopping.py) is installed by then.
-POOL_IN_A_TRAINING_PROCESS = """
-import json, signal, sys
+POOL_PRELUDE = """
+import json, signal, sys, time
 import numpy as np
 from pathlib import Path
 from utils.data import image_cache
@@ -173,6 +173,10 @@ StopRequest()
 rows = folder / "rows.npy"
 np.lib.format.open_memmap(rows, mode="w+", dtype=np.uint8, shape=(1, 8, 8, 3))
 source = image_cache.ImageSource(folder)
+"""
+POOL_IN_A_TRAINING_PROCESS = (
+    POOL_PRELUDE
+    + """
 kinds = set()
 for _ in range(20):  # each pool ends with terminate(): SIGTERM to its workers
     with image_cache._parallel_map(2, (source, rows, 8, 8)) as run:
@@ -180,6 +184,7 @@ for _ in range(20):  # each pool ends with terminate(): SIGTERM to its workers
         kinds |= {int(h) if isinstance(h, int) else repr(h) for h in handlers}
 print(json.dumps(sorted(kinds, key=str)))
 """
+)
 
 
 def test_pool_workers_leave_stop_requests_to_their_parent(tmp_path):
@@ -197,18 +202,9 @@ def test_pool_workers_leave_stop_requests_to_their_parent(tmp_path):
 
 # terminate() before a worker has reached its initializer: the forked worker still
 # has the parent's handler then. A slow start (a loaded machine) makes it certain.
-POOL_ENDED_BEFORE_ITS_WORKERS_START = """
-import sys, time
-import numpy as np
-from pathlib import Path
-from utils.data import image_cache
-from utils.runs.stopping import StopRequest
-
-folder = Path(sys.argv[1])
-StopRequest()
-rows = folder / "rows.npy"
-np.lib.format.open_memmap(rows, mode="w+", dtype=np.uint8, shape=(1, 8, 8, 3))
-source = image_cache.ImageSource(folder)
+POOL_ENDED_BEFORE_ITS_WORKERS_START = (
+    POOL_PRELUDE
+    + """
 start = image_cache._start_pool_worker
 def slow_start(*args):
     time.sleep(1.0)  # the worker is forked but has not reset its handlers yet
@@ -218,6 +214,7 @@ with image_cache._parallel_map(2, (source, rows, 8, 8)):
     pass  # ends at once: terminate() reaches workers still in slow_start
 print("ended")
 """
+)
 
 
 def test_a_pool_ended_while_its_workers_start_still_ends(tmp_path):
