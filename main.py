@@ -22,6 +22,7 @@ from utils.runs.folder import (
     check_writable,
     default_run_name,
     load_parameters,
+    rerun_command,
     unused_name,
 )
 from utils.runs.stopping import Stopped, StopRequest
@@ -52,6 +53,7 @@ def main(argv=None):
     try:
         config.check_strategy(p["strategy"])
         p = {**p, "run_name": run_name_of(p)}
+        stop.rerun = rerun_command(p["run_name"])  # what each advice to rerun says
         folder = REPO / p["predictions_dir"] / p["run_name"]
         # The folders this run creates: removed again if it stops before writing.
         created = [f for f in (folder, *folder.parents) if not f.exists()]
@@ -176,8 +178,8 @@ def run(p, folder, stop):
         kept = latest_checkpoint_step(folder / "checkpoints", log=lambda line: None)
         print(
             f"error: {cannot_write(folder, error)}. The run is intact up to its last "
-            f"checkpoint (step {kept}): make room, then rerun the same command to "
-            "resume.",
+            f"checkpoint (step {kept}): make room, then rerun; to resume: "
+            f"{stop.rerun}",
             file=sys.stderr,
         )
         return 1

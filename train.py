@@ -61,7 +61,7 @@ from utils.outputs.metrics_file import (
 from utils.outputs.step_images import BackgroundDrawing, step_images, step_images_bytes
 from utils.outputs.tensorboard import write_hparams
 from utils.runs.checkpoints import Checkpoints
-from utils.runs.folder import RunLock, record_parameters, write_status
+from utils.runs.folder import RunLock, record_parameters, rerun_command, write_status
 
 # --- when things happen
 
@@ -614,8 +614,8 @@ def end_of_session(p, folder, chief, step, stopped, started):
         write_status(folder, outcome, step, p["num_steps"], reason)
     if stopped:
         print(
-            "Rerun the same command to resume; the results (metrics, exports) are "
-            "written when the run finishes."
+            "The results (metrics, exports) are written when the run finishes; to "
+            f"resume: {rerun_command(p['run_name'])}"
         )
     return outcome
 
@@ -626,7 +626,8 @@ def diverged(p, folder, checkpoints, step, loss):
     write_status(folder, "diverged", step, p["num_steps"], f"loss {loss}")
     print(
         f"error: the loss became {loss} at step {step}. The run is kept as of "
-        f"its last good checkpoint (step {kept}): rerun the same command with a lower "
-        f"learning rate (e.g. --learning_rate={lower:g}) to resume from there.",
+        f"its last good checkpoint (step {kept}): rerun with a lower learning rate "
+        "to resume from there: "
+        f"{rerun_command(p['run_name'], learning_rate=format(lower, 'g'))}",
         file=sys.stderr,
     )

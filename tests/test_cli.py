@@ -524,3 +524,15 @@ def test_a_presets_run_is_named_after_it():
         "--preset=locatello", "--dataset=dsprites", "--objective=tc", "--beta=6"
     )
     assert default_run_name(p) == "dsprites_locatello_tc_beta6_seed0"
+
+
+def test_the_rerun_command_names_the_run_and_replaces_what_changes():
+    from utils.runs.folder import rerun_command
+
+    argv = [".venv/bin/python", "main.py", "--beta=4", "--run_name", "old",
+            "--learning-rate=1e3", "--conv_layers=[[8,4,2]]"]  # fmt: skip
+    assert rerun_command("new", argv, learning_rate="1e-4") == (
+        ".venv/bin/python main.py --beta=4 '--conv_layers=[[8,4,2]]' "
+        "--run_name=new --learning_rate=1e-4"
+    )
+    assert rerun_command("r", ["python", "main.py"]) == "python main.py --run_name=r"

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -354,7 +355,9 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(
     )
     assert found and int(found.group(2)) > 4, result.stderr[-3000:]
     assert "last good checkpoint (step 4)" in result.stderr
-    assert "--learning_rate=100)" in result.stderr
+    advice = result.stderr.split("to resume from there: ")[1].splitlines()[0]
+    assert advice.endswith("--run_name=diverging --learning_rate=100")
+    assert "--learning_rate=1000" not in advice  # the lower rate replaces it
     assert checkpoint_files() == saved  # not one file written, touched or removed
 
     # Saving every step, the checkpoint before the non-finite loss holds the weights
@@ -562,7 +565,9 @@ def test_a_stop_while_writing_the_results_is_finished_by_the_rerun(
     if stop == signal.SIGTERM:  # stopped at once, quietly
         assert code == 128 + signal.SIGTERM, training.stderr[-3000:]
         assert "Traceback" not in training.stderr
-        assert "Rerun the same command" in training.stderr
+        assert "to resume: " in training.stderr and "--run_name=ending" in (
+            training.stderr
+        )
     assert not (run / "model").exists()
     assert checkpoint_step(run) == 6
 
@@ -595,6 +600,33 @@ def test_a_second_stop_request_exits_at_once_and_quietly(celeba_dir, tmp_path):
     # Whatever it had saved resumes: the same command goes on.
     result = run_main(*args, "--num_steps=4", "--checkpoint_step=2")
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_stopped_run_without_a_name_says_the_command_that_resumes_it(
+    celeba_dir, tmp_path
+):
+    """ "Rerun the same command" started a new run at step 0 in a new folder when
+    the run had no --run_name: the advice is now the exact command, with it."""
+    out = tmp_path / "predictions"
+    args = [*COMMON, f"--data_dir={celeba_dir}", f"--predictions_dir={out}"]
+    training = Training(tmp_path / "logs", *args, "--num_steps=100000")
+    assert training.wait_until(lambda: training.steps_shown() >= 1), training.stderr
+    training.process.send_signal(signal.SIGTERM)
+    assert training.wait() == 0, training.stderr[-3000:]
+    (folder,) = out.iterdir()
+    advice = [line for line in training.stdout.splitlines() if "resume:" in line]
+    assert advice, training.stdout[-2000:]
+    command = shlex.split(advice[-1].split("resume: ", 1)[1])
+    assert command[:2] == [sys.executable, str(REPO / "main.py")]
+    assert f"--run_name={folder.name}" in command
+    stopped_at = json.loads((folder / "status.json").read_text())["step"]
+    result = subprocess.run(
+        [*command, f"--num_steps={stopped_at + 2}"],  # the same run, a little longer
+        capture_output=True, text=True, timeout=600, cwd="/",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout
+    assert [p.name for p in out.iterdir()] == [folder.name]  # no second run
 
 
 # --- a run folder whose params.json is lost or damaged --------------------------------

@@ -7,7 +7,9 @@ if its parameters agree with the saved ones.
 
 import json
 import os
+import shlex
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,6 +86,27 @@ def default_run_name(p):
     """A readable name from what distinguishes the experiment."""
     preset = f"{p['preset']}_" if p.get("preset") else ""
     return f"{p['dataset']}_{preset}{objective_of(p).tag(p)}_seed{p['seed']}"
+
+
+def rerun_command(run_name, argv=None, **changes) -> str:
+    """The command this process was started with (`sys.orig_argv`), naming the run,
+    with `changes` ({name: value}) in place of what it gave those names: what
+    resumes the run, even one started without a --run_name (a rerun of that would
+    start a new run in a new folder)."""
+    changes = {"run_name": run_name, **changes}
+    given = {f"--{name}" for name in changes} | {
+        f"--{name.replace('_', '-')}" for name in changes
+    }
+    kept, skip = [], False
+    for arg in list(sys.orig_argv if argv is None else argv):
+        if skip:
+            skip = False  # the value of a "--name value" pair that is replaced
+        elif arg in given:
+            skip = True
+        elif arg.split("=", 1)[0] not in given:
+            kept.append(arg)
+    shown = [f"--{name}={value}" for name, value in changes.items()]
+    return shlex.join([*kept, *shown])
 
 
 def unused_name(predictions, base):

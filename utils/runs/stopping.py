@@ -24,6 +24,7 @@ class StopRequest:
     def __init__(self):
         self.requested = None
         self.immediate = False
+        self.rerun = "the same command"  # main.py names it once the run has a name
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
@@ -37,8 +38,8 @@ class StopRequest:
         if self.requested or self.immediate:
             raise Stopped(
                 signum,
-                f"{name}: stopped. Rerun the same command to go on from the last "
-                "checkpoint and write what is missing.",
+                f"{name}: stopped. Rerun to go on from the last checkpoint and write "
+                f"what is missing; to resume: {self.rerun}",
             )
         self.requested = name
         print(f"\n{name}: stopping after this step…", file=sys.stderr)
