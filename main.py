@@ -25,6 +25,7 @@ from utils.runs.folder import (
     rerun_command,
     unused_name,
 )
+from utils.runs.shipped import working_folder
 from utils.runs.stopping import Stopped, StopRequest
 from utils.runs.sweep import train_sweep
 from utils.settings import cli, config
@@ -54,7 +55,8 @@ def main(argv=None):
         config.check_strategy(p["strategy"])
         p = {**p, "run_name": run_name_of(p)}
         stop.rerun = rerun_command(p["run_name"])  # what each advice to rerun says
-        folder = REPO / p["predictions_dir"] / p["run_name"]
+        # A run that ships with the repo stays as committed: work on its copy.
+        folder = working_folder(REPO / p["predictions_dir"] / p["run_name"])
         # The folders this run creates: removed again if it stops before writing.
         created = [f for f in (folder, *folder.parents) if not f.exists()]
         if p["strategy"] != "multi_worker":  # its chief locks once it is known
@@ -242,7 +244,7 @@ def evaluate_group(p):
     from utils.runs.checkpoints import Checkpoints
 
     names = p["run_name"].split(",")
-    folders = [REPO / p["predictions_dir"] / name for name in names]
+    folders = [working_folder(REPO / p["predictions_dir"] / n) for n in names]
     source = load_data(p)
     images = source.read(sample_images(source)).astype("float32") / 255
     codes, kl, steps = [], [], []

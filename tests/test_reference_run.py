@@ -1,6 +1,7 @@
 """The reference run shipped in predictions/ (README, "The study"): what it holds,
 and its committed numbers, which its committed checkpoint must give again."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from utils.metrics import REGISTRY
+from utils.runs.shipped import MARKER, working_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "predictions").glob("reference_*"))
@@ -41,6 +43,58 @@ def test_one_reference_run_is_shipped_with_what_readme_says():
     assert list((run / "traversals").glob("traversal_*.png"))
     index = (run / "checkpoints" / "latest" / "checkpoint").read_text()
     assert f'model_checkpoint_path: "ckpt-{params["num_steps"]}"' in index
+
+
+def test_the_shipped_run_is_marked_to_stay_as_committed():
+    assert (SHIPPED[0] / MARKER).is_file()
+    assert "copy_of_" in (REPO / ".gitignore").read_text()  # its copy stays untracked
+
+
+def test_work_on_a_shipped_run_goes_to_its_copy_made_once(tmp_path):
+    shipped = tmp_path / "run"
+    (shipped / "checkpoints").mkdir(parents=True)
+    (shipped / "metrics.json").write_text("{}")
+    (shipped / "checkpoints" / "ckpt").write_text("weights")
+    (shipped / MARKER).write_text("ships")
+    (shipped / ".lock").write_text("")
+    said = []
+    copy = working_folder(shipped, log=said.append)
+    assert copy == tmp_path / "copy_of_run" and "working on its copy" in said[0]
+    assert (copy / "checkpoints" / "ckpt").read_text() == "weights"
+    assert not (copy / MARKER).exists() and not (copy / ".lock").exists()
+    (copy / "metrics.json").write_text('{"new": 1}')  # what a mode writes
+    assert working_folder(shipped, log=said.append) == copy  # not copied again
+    assert (copy / "metrics.json").read_text() == '{"new": 1}'
+    assert (shipped / "metrics.json").read_text() == "{}"
+    assert working_folder(copy) == copy  # an ordinary run: itself
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy_of_run", "run"]
+
+
+def file_hashes(folder):
+    return {
+        path.relative_to(folder): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_inspecting_the_shipped_run_leaves_its_files_as_committed(tmp_path):
+    """README's commands on the shipped run (here: export) wrote into the committed
+    folder; they now write into its copy, and the shipped folder keeps every byte
+    and gains no file (not even a lock)."""
+    shipped = tmp_path / "predictions" / SHIPPED[0].name
+    shutil.copytree(SHIPPED[0], shipped)
+    before = file_hashes(shipped)
+    result = run_main(
+        "--mode=export", f"--run_name={shipped.name}",
+        f"--predictions_dir={shipped.parent}", f"--data_dir={tmp_path / 'data'}",
+    )  # fmt: skip
+    assert file_hashes(shipped) == before
+    copy = shipped.with_name(f"copy_of_{shipped.name}")
+    assert (copy / "model" / "encoder.keras").is_file()
+    assert not (copy / MARKER).exists()
+    assert f"working on its copy {copy}" in result.stdout
 
 
 @pytest.fixture(scope="module")
