@@ -368,9 +368,12 @@ def test_status_says_how_each_run_ended_or_that_it_is_running(tmp_path):
     make_run(tmp_path, "failed", status=("failed", 10, "out of memory"))
     make_run(tmp_path, "old_done", log=[(200, 5.0, 1.0)])  # before status.json
     make_run(tmp_path, "old_part", log=[(50, 5.0, 1.0)])
+    scoring = make_run(tmp_path, "scoring", status=("evaluating", 200, ""))
+    make_run(tmp_path, "scoring_killed", status=("evaluating", 200, ""))
     (killed / ".lock").write_text("process 1")  # left by a killed process
-    with open(running / ".lock", "w") as lock:
+    with open(running / ".lock", "w") as lock, open(scoring / ".lock", "w") as other:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(other, fcntl.LOCK_EX)
         compare_runs(tmp_path)
     status = {name: row["Status"] for name, row in runs_table(tmp_path).items()}
     assert status == {
@@ -381,6 +384,8 @@ def test_status_says_how_each_run_ended_or_that_it_is_running(tmp_path):
         "old_done": "finished",
         "old_part": "unfinished at step 50 of 200",
         "running": "running",
+        "scoring": "computing its metrics",
+        "scoring_killed": "interrupted in its metrics (rerun to write them)",
         "stopped": "stopped at step 70 of 200",
     }
     assert not (tmp_path / "finished" / ".lock").exists()  # looked, never created

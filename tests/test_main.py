@@ -459,3 +459,37 @@ def test_thousands_of_latents_train_and_draw_in_bounded_memory(celeba_dir, tmp_p
     peak = float(peak_file.read_text())
     assert peak < 3000, peak  # the old traversals needed ~30 GB for 3,000 latents
     assert (out / "wide" / "traversals" / "traversal_0000002.png").is_file()
+
+
+def test_status_says_evaluating_while_the_metrics_of_a_run_end_are_computed(
+    tmp_path, monkeypatch, capsys
+):
+    """status.json said "finished" for the ten minutes of the reference metrics:
+    a reader and the compare page took a run still at work for done."""
+    from utils.outputs import end_of_run
+    from utils.runs.folder import write_status
+
+    folder = tmp_path / "run"
+    for name in ("loss_curves.png", "kl_per_latent.png"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    for name in ("encoder.keras", "decoder.keras", "saved_model"):
+        (folder / "model").mkdir(exist_ok=True)
+        (folder / "model" / name).write_bytes(b"")
+    write_status(folder, "finished", 50, 50, "reached num_steps")
+    seen = []
+
+    def evaluate_metrics(*args):
+        seen.append(json.loads((folder / "status.json").read_text()))
+
+    monkeypatch.setattr(end_of_run, "evaluate_metrics", evaluate_metrics)
+    p = {"dataset": "dsprites", "metrics_at_end": True, "metrics_protocol": "reference"}
+    model = type("Model", (), {"encoder": None})  # what the metrics would score
+    end_of_run.write_final_outputs(p, folder, model, None, 50, False, True)
+    assert [s["state"] for s in seen] == ["evaluating"]
+    assert seen[0]["reason"] == "reached num_steps; computing the metrics"
+    after = json.loads((folder / "status.json").read_text())
+    assert (after["state"], after["reason"]) == ("finished", "reached num_steps")
+    said = capsys.readouterr()
+    assert "about 10 minutes" in said.out + said.err
+    assert "--metrics_protocol=fast" in said.out + said.err

@@ -127,7 +127,10 @@ def run_status(folder: Path, p: dict, logged: float | None) -> tuple[str, str, s
     if state == "diverged":
         return state, f"diverged at step {step}", reason
     if _lock_held(folder):
-        return "running", "running", reason
+        words = "computing its metrics" if state == "evaluating" else "running"
+        return "running", words, reason
+    if state == "evaluating":  # and no process holds its lock: killed meanwhile
+        return "interrupted", "interrupted in its metrics (rerun to write them)", reason
     if state == "training":  # and no process holds its lock: it was killed
         step = _count(logged if logged is not None else status.get("step"))
         return "interrupted", f"interrupted at step {step} of {total}", reason

@@ -17,7 +17,18 @@ from utils.outputs.metrics_file import evaluate_metrics
 from utils.outputs.plots import save_kl_bars, save_loss_curves
 from utils.outputs.step_images import z_mean_and_kl
 from utils.runs.checkpoints import latest_checkpoint_step, read_state_value
-from utils.runs.folder import load_parameters
+from utils.runs.folder import load_parameters, read_status, write_status
+
+# Said before the metrics at a run's end start: how long, and how not to wait.
+METRICS_NOTICE = {
+    "reference": (
+        "Metrics: disentanglement_lib's reference protocol, about 10 minutes on one "
+        'CPU core (README, "Disentanglement metrics"). Ctrl-C stops them and the '
+        "rerun computes them; --metrics_protocol=fast takes about 30 s, "
+        "--metrics_at_end=False skips them (--mode=evaluate computes them later)."
+    ),
+    "fast": "Metrics: the fast protocol, about 30 s on one CPU core.",
+}
 
 
 def saved_parameters(folder):
@@ -103,6 +114,15 @@ def write_final_outputs(p, folder, model, source, step, everything, results):
     outputs = final_outputs(p, folder, step, results)
     missing = [k for k, done in outputs.items() if everything or not done]
     bar = tqdm(missing, desc="results", unit="file", dynamic_ncols=True)
+    status = read_status(folder)  # end_of_session's, to restore once they are done
     for name in bar:  # the metrics show their own bars: minutes with reference
         bar.set_postfix_str(name)
+        if name == "metrics.json":
+            bar.write(METRICS_NOTICE[p["metrics_protocol"]])
+            if status:  # the compare page and a reader see it is not done yet
+                reason = f"{status.get('reason', '')}; computing the metrics"
+                write_status(folder, "evaluating", step, status["num_steps"], reason)
         writers[name]()
+    if status and "metrics.json" in missing:
+        write_status(folder, status["state"], step, status["num_steps"],
+                     status.get("reason", ""))  # fmt: skip

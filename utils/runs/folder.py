@@ -262,11 +262,20 @@ def _normal(value):
     return json.loads(json.dumps(value))
 
 
+def read_status(folder) -> dict:
+    """status.json as write_status wrote it; {} if there is none (or it is bad)."""
+    try:
+        status = json.loads((Path(folder) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
 def write_status(folder, state, step, num_steps, reason):
     """status.json: where the run stands, for the compare page and for a user
-    reading the folder. `state`: training | finished | stopped | diverged |
-    failed. A run killed while training keeps "training" with no process holding
-    its lock."""
+    reading the folder. `state`: training | evaluating (the metrics at its end)
+    | finished | stopped | diverged | failed. A run killed while training keeps
+    "training" (or "evaluating") with no process holding its lock."""
     status = {
         "state": state,
         "step": int(step),
