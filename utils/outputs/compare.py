@@ -20,6 +20,7 @@ from pathlib import Path
 from utils.files import atomic_write_bytes
 from utils.objectives import OBJECTIVES
 from utils.outputs.compare_page import METRIC_TITLES, render, summarised
+from utils.outputs.compare_statistics import correlation_tables, paired_tables
 from utils.outputs.statistics import MIN_PAIRS
 from utils.runs.folder import ADDED_LATER, BOOKKEEPING
 
@@ -370,7 +371,8 @@ def compare_runs(predictions: Path, run_names: list[str] | None = None) -> Path:
         raise ValueError(f"no runs to compare in {predictions}")
     runs = [read_run(predictions, name) for name in names]
     groups = group_runs(runs)
-    page, markdown = render(groups, differing_parameters(runs), pair_groups(groups))
+    study = paired_tables(pair_groups(groups)) + correlation_tables(runs)
+    page, markdown = render(groups, differing_parameters(runs), study)
     _write(predictions / "comparison.html", page)  # first: the page main.py names
     _write(predictions / "comparison.md", markdown)
     return predictions / "comparison.html"

@@ -1,9 +1,7 @@
 """The comparison page in HTML and markdown, from the runs utils.outputs.compare read: a
 table of groups (mean ± std over seeds, with a bootstrap interval) when a group has
-several runs, then the runs, each group's together, then the statistics of the seed
-study (utils.outputs.statistics): paired comparisons of groups that differ in one
-setting, the seeds such a comparison would need, and the metrics' rank
-correlations."""
+several runs, then the runs, each group's together, then the seed study's tables
+(utils.outputs.compare_statistics)."""
 
 import html
 import statistics
@@ -15,21 +13,11 @@ from urllib.parse import quote
 from utils.metrics import headline_names, title_of
 from utils.objectives import describe
 from utils.outputs.statistics import (
-    ALPHA,
     CONFIDENCE,
     MIN_BOOTSTRAP,
-    MIN_CORRELATION,
-    MIN_PAIRS,
-    POWER,
     RESAMPLES,
     SEED,
-    PairedComparison,
     bootstrap_interval,
-    fewest_pairs,
-    paired_comparison,
-    rank_correlations,
-    smallest_p_value,
-    verdict,
 )
 
 MISSING = "–"
@@ -106,7 +94,7 @@ class Cell:
     number: bool = False
 
 
-def _interval(bounds, spec: str) -> str:
+def interval_text(bounds, spec: str) -> str:
     return f" [{bounds[0]:{spec}}, {bounds[1]:{spec}}]" if bounds else ""
 
 
@@ -115,7 +103,7 @@ def _spread(numbers: list, spec: str, interval: bool) -> str:
     MIN_BOOTSTRAP numbers: bootstrap_interval gives None below)."""
     mean, std = statistics.mean(numbers), statistics.stdev(numbers)
     bounds = bootstrap_interval(numbers) if interval else None
-    return f"{mean:{spec}} ± {std:{spec}}" + _interval(bounds, spec)
+    return f"{mean:{spec}} ± {std:{spec}}" + interval_text(bounds, spec)
 
 
 def summary(
@@ -136,7 +124,7 @@ def summary(
     return "; ".join(parts) or MISSING
 
 
-def _g(value) -> str:
+def plain(value) -> str:
     if isinstance(value, float | int) and not isinstance(value, bool):
         return format(value, "g")
     return str(value)
@@ -161,7 +149,7 @@ def _identity(run, differing) -> list[Cell]:
     p = run.params
 
     def parameter(name):
-        return "n/a" if name in run.unused else _g(p.get(name, MISSING))
+        return "n/a" if name in run.unused else plain(p.get(name, MISSING))
 
     objective = describe(p) if p else MISSING
     dataset = str(p.get("dataset", MISSING))
@@ -184,7 +172,7 @@ def _run_row(run, differing, columns) -> list[Cell]:
     return [
         Cell(run.name, link=quote(run.name) + "/"),
         *_identity(run, differing),
-        Cell(_g(run.params.get("seed", MISSING))),
+        Cell(plain(run.params.get("seed", MISSING))),
         Cell(run.status_text, title=run.reason),
         Cell(MISSING if run.steps is None else f"{run.steps:.0f}", number=True),
         *_values([run], 1, columns),
@@ -202,7 +190,7 @@ def summarised(group) -> list:
 
 def _group_row(group, differing, columns) -> list[Cell]:
     counted = summarised(group)
-    seeds = ", ".join(_g(run.params.get("seed", MISSING)) for run in group)
+    seeds = ", ".join(plain(run.params.get("seed", MISSING)) for run in group)
     states = Counter(run.status for run in group)
     return [
         *_identity(group[0], differing),
@@ -218,213 +206,6 @@ class Table(NamedTuple):
     header: list[str]
     rows: list[list[Cell]]
     note: str = ""  # a paragraph on its method, under its title
-
-
-# --- the seed study's statistics (utils.outputs.statistics)
-
-SEEDS = f"{fewest_pairs()} seeds"  # the fewest with which p ≤ ALPHA can be reached
-# Beyond, the estimate says only that the difference is lost in the seeds' spread.
-MOST_SEEDS = 1000
-STATISTICS_NOTES = {
-    "paired": (
-        "Groups that differ in exactly one setting and whose metrics were made "
-        "alike, compared seed by seed over the seeds both ran (of the runs their "
-        "group rows summarise): B − A for each seed, the mean of these differences "
-        f"and its {PERCENT} percentile bootstrap interval, from {MIN_BOOTSTRAP} "
-        "pairs (with 3 it is the differences' range: far too narrow, it can leave "
-        "out 0 where the test cannot tell). Test: exact two-sided paired "
-        "permutation test, the mean difference ranked among those of all 2^n sign "
-        "flips of the n differences (scipy.stats.permutation_test, "
-        'permutation_type="samples"). Its p-value cannot be smaller than 2/2^n, '
-        f"whatever the differences: {smallest_p_value(2):g} with 2 seeds, "
-        f"{smallest_p_value(3):g} with 3, {smallest_p_value(5):g} with 5, so "
-        f"below {SEEDS} no difference can reach p < {ALPHA:g}. Each row is a test "
-        "of its own, with no correction for the others."
-    ),
-    "needed": (
-        f"Seeds needed: the paired seeds with which a two-sided test at α = "
-        f"{ALPHA:g} would detect the observed mean difference with power {POWER:g}, "
-        "given the observed standard deviation (sd) of the paired differences: "
-        "n = ((z_{1−α/2} + z_power) · sd / |mean difference|)², rounded up (the "
-        f"normal approximation; a t-test asks one or two more), and at least "
-        f"{fewest_pairs()}, the fewest with which the exact test can reach p < "
-        f"{ALPHA:g}. An estimate from the observed spread, itself very uncertain "
-        "with few seeds: from 3 differences, the 95 % interval of their sd runs "
-        "from about half to six times the observed one. Locatello et al. 2019 "
-        "found that the seed moves the metrics about as much as the objective "
-        "does."
-    ),
-    "correlations": (
-        "Spearman's rank correlation ρ (scipy.stats.spearmanr) between two metrics "
-        "over the runs that have both, each trained model one observation, as in "
-        "Locatello et al. 2019 (“Challenging Common Assumptions in the "
-        "Unsupervised Learning of Disentangled Representations”); per dataset and "
-        "protocol, since pooled datasets would rank the datasets rather than the "
-        f"models. “(n = k)”: only k runs have both; “–”: fewer than "
-        f"{MIN_CORRELATION}, or a metric constant over them. With few runs ρ is "
-        "very uncertain (standard error about 1/√(n − 1): 0.3 with 12 runs), and "
-        "the seeds of one group are not independent methods."
-    ),
-}
-
-
-@dataclass
-class Paired:
-    """One metric's paired comparison of two groups."""
-
-    pairing: object  # a utils.outputs.compare.Pairing
-    key: str  # a metrics.json key
-    tag: str  # its protocol: "" or "fast"
-    seeds: list
-    result: PairedComparison
-
-
-def _matched(pairs, key: str, tag: str) -> tuple[list, list, list]:
-    """The seeds, and A's and B's numbers, where both runs have `key` under
-    `tag` (a fast number is never compared with a reference one)."""
-    found = [
-        (a.params.get("seed"), x[0], y[0])
-        for a, b in pairs
-        if (x := a.values.get(key)) and (y := b.values.get(key))
-        if x[1] == y[1] == tag
-    ]
-    seeds, first, second = zip(*found, strict=True) if found else ((), (), ())
-    return list(seeds), list(first), list(second)
-
-
-def paired_results(pairings) -> list[Paired]:
-    """Each pairing's comparison of each headline metric, under each protocol
-    that MIN_PAIRS of its seeds have in both groups."""
-    found = []
-    for pairing in pairings:
-        for key in METRIC_TITLES:
-            for tag in TAGS:
-                seeds, first, second = _matched(pairing.pairs, key, tag)
-                if len(seeds) >= MIN_PAIRS:
-                    result = paired_comparison(first, second)
-                    found.append(Paired(pairing, key, tag, seeds, result))
-    return found
-
-
-def _datasets(pairing) -> str:
-    a, b = (str(g[0].params.get("dataset")) for g in (pairing.first, pairing.second))
-    return a if a == b else f"{a} → {b}"
-
-
-def _comparison(pairing) -> str:
-    """A → B, by their objectives, or by the setting when it is not one."""
-    a, b = pairing.first[0].params, pairing.second[0].params
-    if describe(a) != describe(b):
-        return f"{describe(a)} → {describe(b)}"
-    name = pairing.setting
-    return f"{describe(a)}: {name} {_g(a.get(name, MISSING))} → {_g(b.get(name))}"
-
-
-def _pairing_cells(paired: Paired) -> list[Cell]:
-    title = VALUES[paired.key][0] + (f" ({paired.tag})" if paired.tag else "")
-    return [
-        Cell(_datasets(paired.pairing)),
-        Cell(_comparison(paired.pairing)),
-        Cell(title),
-        Cell(", ".join(map(_g, paired.seeds))),
-    ]
-
-
-def _paired_row(paired: Paired) -> list[Cell]:
-    r, spec = paired.result, "+" + VALUES[paired.key][1]
-    difference = format(r.mean, spec) + _interval(r.interval, spec)
-    return [
-        *_pairing_cells(paired),
-        Cell(difference, number=True),
-        Cell(verdict(r.p_value, r.pairs)),
-    ]
-
-
-def _needed_row(paired: Paired) -> list[Cell]:
-    r, spec = paired.result, VALUES[paired.key][1]
-    needed = MISSING if r.seeds_needed is None else str(r.seeds_needed)
-    if r.seeds_needed and r.seeds_needed > MOST_SEEDS:
-        needed = f"> {MOST_SEEDS}"
-    if r.mean == 0:
-        needed = "– (no difference observed)"
-    return [
-        *_pairing_cells(paired),
-        Cell(format(r.mean, "+" + spec), number=True),
-        Cell(MISSING if r.sd is None else format(r.sd, spec), number=True),
-        Cell(needed, number=True),
-    ]
-
-
-def paired_tables(pairings) -> list[Table]:
-    """The paired comparisons, and the seeds each would need."""
-    paired = paired_results(pairings)
-    if not paired:
-        return []
-    which = ["Dataset", "Comparison (A → B)", "Metric", "Seeds paired"]
-    return [
-        Table(
-            "Paired comparisons: B − A, seed by seed",
-            [*which, f"Mean difference [{PERCENT} interval]", "Exact test"],
-            [_paired_row(p) for p in paired],
-            STATISTICS_NOTES["paired"],
-        ),
-        Table(
-            f"Seeds needed: to tell A from B (α = {ALPHA:g}, power {POWER:g})",
-            [*which, "Mean difference", "SD of differences", "Seeds needed"],
-            [_needed_row(p) for p in paired],
-            STATISTICS_NOTES["needed"],
-        ),
-    ]
-
-
-def _number(value, tag: str) -> float | None:
-    return value[0] if value and value[1] == tag else None
-
-
-def _metric_columns(runs, tag: str) -> dict[str, list]:
-    """{metric: its number in each run, None where a run has none under `tag`},
-    for the metrics that MIN_CORRELATION of the runs have."""
-    columns = {k: [_number(r.values.get(k), tag) for r in runs] for k in METRIC_TITLES}
-    return {
-        key: numbers
-        for key, numbers in columns.items()
-        if sum(n is not None for n in numbers) >= MIN_CORRELATION
-    }
-
-
-def _correlation_table(where: str, columns: dict[str, list]) -> Table:
-    table = rank_correlations(columns)
-    # The runs with any of these metrics; a cell over fewer says over how many.
-    most = sum(
-        any(n is not None for n in run) for run in zip(*columns.values(), strict=True)
-    )
-
-    def cell(a, b):
-        if a == b:
-            return Cell("1", number=True)
-        rho, runs = table[a, b].rho, table[a, b].runs
-        text = MISSING if rho is None else f"{rho:.2f}"
-        return Cell(text + (f" (n = {runs})" if runs < most else ""), number=True)
-
-    rows = [[Cell(METRIC_TITLES[a]), *(cell(a, b) for b in columns)] for a in columns]
-    title = f"Rank correlations between metrics: {where}, {most} runs"
-    return Table(title, ["Metric", *map(METRIC_TITLES.get, columns)], rows)
-
-
-def correlation_tables(runs) -> list[Table]:
-    """Spearman's ρ between every two metrics, per dataset and protocol."""
-    found = []
-    datasets = dict.fromkeys(str(r.params.get("dataset", MISSING)) for r in runs)
-    for dataset in datasets:
-        subset = [r for r in runs if str(r.params.get("dataset", MISSING)) == dataset]
-        for tag in ("", "fast"):
-            columns = _metric_columns(subset, tag)
-            if len(columns) > 1:
-                where = dataset + (f", {tag} protocol" if tag else "")
-                found.append(_correlation_table(where, columns))
-    if found:  # the method once, under the first
-        found[0] = found[0]._replace(note=STATISTICS_NOTES["correlations"])
-    return found
 
 
 # --- HTML and markdown
@@ -476,9 +257,9 @@ def _markdown(tables, notes) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def render(groups, differing: list[str], pairings=()) -> tuple[str, str]:
-    """The page's HTML and markdown: `groups` of runs, `differing` parameters,
-    `pairings` of groups to compare seed by seed (utils.outputs.compare)."""
+def render(groups, differing: list[str], study=()) -> tuple[str, str]:
+    """The page's HTML and markdown: `groups` of runs, `differing` parameters, and
+    after them the seed study's tables (utils.outputs.compare_statistics)."""
     runs = [run for group in groups for run in group]
     shown = ("reconstruction_loss", "kl", "active_latents")
     columns = [k for k in VALUES if k in shown or any(r.values[k] for r in runs)]
@@ -497,7 +278,7 @@ def render(groups, differing: list[str], pairings=()) -> tuple[str, str]:
     rows = [_run_row(run, differing, columns) for run in runs]
     grouped = bool(tables)  # the groups table
     tables.append(Table("Runs", header, rows))
-    tables += paired_tables(pairings) + correlation_tables(runs)
+    tables += list(study)
     fast = any(r.values[k] and r.values[k][1] == "fast" for r in runs for k in columns)
     wanted = dict(fast=fast, groups=grouped, intervals=grouped)
     wanted["parameters"] = bool(differing)
