@@ -530,6 +530,10 @@ class Loop:
                 final, stopping = self.one_call(stop, progress)
         except Diverged:
             progress.close()
+            # The rows up to the bad step show why it diverged: on disk, not dropped
+            # (a resume from the last good checkpoint replaces them).
+            self.drawing.close()
+            self.logs.close()
             return "diverged"
         except BaseException:
             # Keep the rows already logged; report the error that stopped the

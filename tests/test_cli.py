@@ -512,6 +512,7 @@ def test_a_preset_grid_sweeps_the_objectives_values_unless_given():
         (["--metrics_step=100"], "metrics_step=100: the metrics need ground-truth"),
         (["--dataset=dsprites", "--metrics_step=-1"], "metrics_step=-1"),
         (["--jobs=0"], "jobs=0"),
+        ([f"--run_name={'r' * 256}"], "is 256 bytes: a folder name can have at most"),
     ],
 )
 def test_bad_decoder_optimizer_preset_or_sweep_values_are_named(argv, message):

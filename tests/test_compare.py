@@ -603,3 +603,13 @@ def test_each_run_shows_its_latent_by_factor_heatmaps_reference_first(tmp_path):
     column = "MI and DCI importance (latent × factor)"
     assert rows["none"][column] == "–"
     assert "fast/analysis/latent_factor_fast.png" in rows["fast"][column]
+
+
+def test_markdown_cells_escape_the_html_a_run_file_holds(tmp_path):
+    """comparison.md embedded raw HTML from params.json (the HTML page escaped it)."""
+    make_run(tmp_path, "plain", seed=0, activation="relu")
+    make_run(tmp_path, "odd", seed=1, activation="<img src=x onerror=alert(1)>")
+    compare_runs(tmp_path)
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "<img src=x" not in markdown
+    assert "&lt;img src=x onerror=alert(1)&gt;" in markdown

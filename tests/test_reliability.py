@@ -359,6 +359,10 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(
     assert advice.endswith("--run_name=diverging --learning_rate=100")
     assert "--learning_rate=1000" not in advice  # the lower rate replaces it
     assert checkpoint_files() == saved  # not one file written, touched or removed
+    # The rows that show why it diverged are kept, up to the step before the bad one
+    # (they were dropped, unflushed).
+    logged = [int(r["step"]) for r in read_csv(run / "log.csv")[1]]
+    assert logged == list(range(1, int(found.group(2)))), logged[-3:]
 
     # Saving every step, the checkpoint before the non-finite loss holds the weights
     # that produced it: it is discarded, so the resume does not start from it.

@@ -225,7 +225,8 @@ def _html_cell(cell: Cell) -> str:
 
 
 def _markdown_cell(cell: Cell) -> str:
-    text = cell.text.replace("|", "\\|").replace("\n", " ")
+    # Escaped as the HTML page's cells: a run file's text is never markup here.
+    text = html.escape(cell.text, quote=False).replace("|", "\\|").replace("\n", " ")
     if cell.image and "/analysis/" in cell.image:  # the grid and the heatmaps
         return f"[![{text}]({quote(cell.image)})]({quote(cell.image)})"
     if cell.image:  # markdown cannot crop a tall traversal to its top rows

@@ -67,6 +67,7 @@ AT_LEAST = {
 # name: largest allowed value
 AT_MOST = {"seed": 2**32 - 1}  # the most NumPy's RandomState (the metrics') takes
 MAY_BE_NONE = ("lambda_d",)  # None: the objective's own default
+NAME_MAX = 255  # bytes in a file name, on Linux, macOS and Windows filesystems
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 # Files the repo writes beside the run folders, at the top of predictions/
 # (utils/outputs/compare.py, benchmark/): never a run's name, in any case.
@@ -207,6 +208,13 @@ def _run_name_errors(p):
         return [
             f"run_name={run_name!r} must be a folder name of letters, "
             "digits and . _ = + - (no slashes)"
+        ]
+    too_long = [n for n in names if len(n.encode()) > NAME_MAX]
+    if too_long:
+        return [
+            f"run_name={n[:40]}… is {len(n.encode())} bytes: a folder name can have "
+            f"at most {NAME_MAX}; choose a shorter --run_name"
+            for n in too_long
         ]
     reserved = {name.casefold() for name in RESERVED_RUN_NAMES}
     return [
