@@ -22,6 +22,7 @@ from utils.runs.folder import (
     check_writable,
     default_run_name,
     load_parameters,
+    lost_checkpoint_problem,
     rerun_command,
     unused_name,
 )
@@ -111,11 +112,14 @@ def parameters(argv):
 
 def run_name_of(p):
     """The run's name, or for a new run one from its parameters that no folder
-    has yet; a training run's folder must be writable."""
+    has yet; a training run's folder must be writable, and resumable."""
     predictions = REPO / p["predictions_dir"]
     name = p["run_name"] or unused_name(predictions, default_run_name(p))
     if p["mode"] == "train":
         check_writable(predictions / name)
+        # Never train over a run whose checkpoints are gone.
+        if problem := lost_checkpoint_problem(predictions / name, p["checkpoint_step"]):
+            raise RunFolderError(problem)
     return name
 
 

@@ -633,6 +633,30 @@ def test_a_stopped_run_without_a_name_says_the_command_that_resumes_it(
     assert [p.name for p in out.iterdir()] == [folder.name]  # no second run
 
 
+def test_a_run_whose_checkpoints_are_gone_is_never_trained_over(celeba_dir, tmp_path):
+    """A finished run with checkpoints/ deleted was retrained from step 0: its logs
+    cut to their headers at once, then every picture, metrics and model/ rewritten."""
+    out = tmp_path / "predictions"
+    run = out / "gone"
+    args = arguments(celeba_dir, out, "gone", "--num_steps=4", "--checkpoint_step=2")
+    first = run_main(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.rmtree(run / "checkpoints")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    again = run_main(*args)
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert "no checkpoint to resume from" in again.stderr
+    assert "a log up to step 4" in again.stderr and "model" in again.stderr
+    assert "Data:" not in again.stdout  # refused before the data load
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
+    # A run killed before its first checkpoint has nothing to lose: it restarts.
+    early = out / "early"
+    early.mkdir()
+    (early / "log.csv").write_text("step,loss\n1,5.0\n")
+    assert run_folder.lost_checkpoint_problem(early, checkpoint_step=2) is None
+
+
 # --- a run folder whose params.json is lost or damaged --------------------------------
 
 

@@ -262,6 +262,38 @@ def _normal(value):
     return json.loads(json.dumps(value))
 
 
+def lost_checkpoint_problem(folder, checkpoint_step) -> str | None:
+    """Why training `folder` again would overwrite what it holds, or None: a run
+    whose checkpoints are gone, although its logs or results say it had saved one
+    (finished or stopped, logged past `checkpoint_step`, metrics.json or model/).
+    It would start again at step 0 and write over them. A run killed before its
+    first checkpoint has nothing to lose: it restarts."""
+    folder = Path(folder)
+    if any((folder / "checkpoints").rglob("ckpt-*.index")):
+        return None
+    status, logged = read_status(folder), _last_logged_step(folder / "log.csv")
+    results = [name for name in ("metrics.json", "model") if (folder / name).exists()]
+    saved = status.get("state") in ("finished", "stopped") or logged >= checkpoint_step
+    if not (saved or results):
+        return None
+    holds = [f"a log up to step {logged}"] * bool(logged) + results
+    return (
+        f"run {folder.name} holds {', '.join(holds) or 'its results'} but no "
+        f"checkpoint to resume from ({folder / 'checkpoints'} is missing or empty): "
+        "training it would start again at step 0 and write over them. Leave it as "
+        "it is (evaluate, analyze and compare need no training), or train anew "
+        "under another --run_name, or move the folder away first"
+    )
+
+
+def _last_logged_step(path) -> int:
+    try:
+        lines = Path(path).read_text().strip().splitlines()
+        return int(float(lines[-1].split(",")[0])) if len(lines) > 1 else 0
+    except (OSError, ValueError, UnicodeDecodeError):
+        return 0
+
+
 def read_status(folder) -> dict:
     """status.json as write_status wrote it; {} if there is none (or it is bad)."""
     try:
