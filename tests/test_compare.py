@@ -613,3 +613,18 @@ def test_markdown_cells_escape_the_html_a_run_file_holds(tmp_path):
     markdown = (tmp_path / "comparison.md").read_text()
     assert "<img src=x" not in markdown
     assert "&lt;img src=x onerror=alert(1)&gt;" in markdown
+
+
+def test_a_repeated_seed_or_run_name_counts_once(tmp_path):
+    """`--run_name=a,a` summarised "n = 2, ± 0.00", and two runs of one seed
+    counted twice: n is the number of distinct seeds."""
+    seed_run(tmp_path, "a", 0, 10.0, 0.4)
+    seed_run(tmp_path, "b", 1, 12.0, 0.6)
+    seed_run(tmp_path, "c_again", 1, 30.0, 0.9)  # seed 1 once more
+    compare_runs(tmp_path, ["a", "a", "b", "c_again"])
+    (group,) = tables(tmp_path)["Groups"]
+    assert group["Seeds"] == "0, 1, 1 (n = 2; c_again repeats a seed: left out)"
+    assert group["MIG"] == "0.500 ± 0.141"  # a and b: no interval below 3
+    assert list(runs_table(tmp_path)) == ["a", "b", "c_again"]
+    compare_runs(tmp_path, ["a", "a"])
+    assert "Groups" not in tables(tmp_path)  # one run: no group row

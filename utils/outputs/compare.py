@@ -360,7 +360,8 @@ def compare_runs(predictions: Path, run_names: list[str] | None = None) -> Path:
     `run_names`, or every folder with a params.json, by name."""
     predictions = Path(predictions)
     existing = run_folders(predictions)
-    names = existing if run_names is None else list(run_names)
+    # A name given twice is one run: counted once.
+    names = existing if run_names is None else list(dict.fromkeys(run_names))
     unknown = [name for name in names if name not in existing]
     if unknown:
         raise ValueError(

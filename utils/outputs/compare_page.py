@@ -182,22 +182,37 @@ def _run_row(run, differing, columns) -> list[Cell]:
     ]
 
 
+def first_of_each_seed(runs) -> list:
+    """`runs` but any that repeats an earlier one's seed: a repeat is not another
+    sample of the seed's spread (it would count twice, with ± 0)."""
+    seen, kept = set(), []
+    for run in runs:
+        seed = repr(run.params.get("seed"))
+        if seed not in seen:
+            seen.add(seed)
+            kept.append(run)
+    return kept
+
+
 def summarised(group) -> list:
-    """The runs a group's row summarises: its finished ones, or all while none
-    has finished."""
-    return [run for run in group if run.status == "finished"] or group
+    """The runs a group's row summarises: its finished ones (or all while none has
+    finished), one per seed."""
+    return first_of_each_seed([r for r in group if r.status == "finished"] or group)
 
 
 def _group_row(group, differing, columns) -> list[Cell]:
-    counted = summarised(group)
+    counted, n = summarised(group), len(first_of_each_seed(group))
     seeds = ", ".join(plain(run.params.get("seed", MISSING)) for run in group)
+    repeats = [run.name for run in group if run not in first_of_each_seed(group)]
+    verb = "repeats" if len(repeats) == 1 else "repeat"
+    note = f"; {', '.join(repeats)} {verb} a seed: left out" if repeats else ""
     states = Counter(run.status for run in group)
     return [
         *_identity(group[0], differing),
-        Cell(f"{seeds} (n = {len(group)})"),
+        Cell(f"{seeds} (n = {n}{note})"),
         Cell(", ".join(f"{count} {state}" for state, count in states.items())),
-        *_values(counted, len(group), columns, interval=True),
-        _terms(counted, len(group)),
+        *_values(counted, n, columns, interval=True),
+        _terms(counted, n),
     ]
 
 
