@@ -425,7 +425,7 @@ def test_the_compare_page_never_averages_across_them_and_shows_them(tmp_path):
     by_mig = sorted((g["MIG"], g["factor_correlation"], g["holdout"]) for g in
                     tables["Groups"])  # fmt: skip
     assert by_mig == [
-        ("0.200 ± 0.100", "None", "None"),  # plain0, plain1 and old2
+        ("0.200 ± 0.100 [0.100, 0.300]", "None", "None"),  # plain0, plain1 and old2
         ("0.550 ± 0.071", "['x', 'y', 0.2]", "None"),
         ("0.800 ± 0.000", "None", "{'x': [0, 1]}"),
     ]
