@@ -35,7 +35,9 @@ class SweepRun:
     args: list[str]  # main.py's arguments
     outcome: str = "waiting"
     minutes: float = 0.0
-    log: Path | None = None
+    log: Path | None = None  # with --jobs above 1: its output
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    started: float = 0.0  # time.monotonic() at its start
 
 
 @dataclass
@@ -130,7 +132,10 @@ def train_sweep(runs, swept, main_py, predictions, jobs=1, print_commands=False)
     if print_commands:
         print("\n".join(command_lines(planned, main_py)))
         return 0
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cores = (
+        sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))  # macOS: no pinning, but the count
+    )  # fmt: skip
     slots = make_slots(jobs, cores, visible_gpus()) if jobs > 1 else [Slot(cores)]
     logs = predictions / ".sweep" if jobs > 1 else None
     print(f"Sweep: {len(planned)} runs, {jobs} at a time" + (
@@ -179,7 +184,7 @@ def _start(run, slot, main_py, logs, total):
 def _in_child(cores):
     """In the run's process before it starts: pinned to its cores, and told to stop
     (SIGTERM: it checkpoints first) if the launcher dies, even by SIGKILL."""
-    if cores:
+    if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
