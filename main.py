@@ -117,8 +117,12 @@ def run_name_of(p):
     name = p["run_name"] or unused_name(predictions, default_run_name(p))
     if p["mode"] == "train":
         check_writable(predictions / name)
-        # Never train over a run whose checkpoints are gone.
-        if problem := lost_checkpoint_problem(predictions / name, p["checkpoint_step"]):
+        # Never train over a run whose checkpoints are gone. Its rows were logged
+        # by the session that wrote params.json: with its checkpoint_step.
+        saved = load_parameters(predictions / name) or p
+        every = saved.get("checkpoint_step")
+        every = every if isinstance(every, int) else p["checkpoint_step"]
+        if problem := lost_checkpoint_problem(predictions / name, every):
             raise RunFolderError(problem)
     return name
 

@@ -650,11 +650,15 @@ def test_a_run_whose_checkpoints_are_gone_is_never_trained_over(celeba_dir, tmp_
     assert "Data:" not in again.stdout  # refused before the data load
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
-    # A run killed before its first checkpoint has nothing to lose: it restarts.
+    # A run killed before its first checkpoint was complete has nothing to lose:
+    # it restarts. Rows up to the checkpoint's step are on disk before it.
     early = out / "early"
     early.mkdir()
-    (early / "log.csv").write_text("step,loss\n1,5.0\n")
+    (early / "log.csv").write_text("step,loss\n1,5.0\n2,4.0\n")
+    (early / "status.json").write_text('{"state": "stopped", "step": 2}')
     assert run_folder.lost_checkpoint_problem(early, checkpoint_step=2) is None
+    (early / "log.csv").write_text("step,loss\n1,5.0\n2,4.0\n3,3.0\n")
+    assert "no checkpoint" in run_folder.lost_checkpoint_problem(early, 2)
 
 
 # --- a run folder whose params.json is lost or damaged --------------------------------

@@ -264,16 +264,18 @@ def _normal(value):
 
 def lost_checkpoint_problem(folder, checkpoint_step) -> str | None:
     """Why training `folder` again would overwrite what it holds, or None: a run
-    whose checkpoints are gone, although its logs or results say it had saved one
-    (finished or stopped, logged past `checkpoint_step`, metrics.json or model/).
-    It would start again at step 0 and write over them. A run killed before its
-    first checkpoint has nothing to lose: it restarts."""
+    whose checkpoints are gone, although its files say one was written: it
+    finished (its last checkpoint comes first), it logged past `checkpoint_step`
+    (rows after a checkpoint reach the file only once it is written), or it has
+    metrics.json or model/. It would start again at step 0 and write over them. A
+    run killed or stopped twice before its first checkpoint was complete has
+    nothing to lose: it restarts."""
     folder = Path(folder)
     if any((folder / "checkpoints").rglob("ckpt-*.index")):
         return None
     status, logged = read_status(folder), _last_logged_step(folder / "log.csv")
     results = [name for name in ("metrics.json", "model") if (folder / name).exists()]
-    saved = status.get("state") in ("finished", "stopped") or logged >= checkpoint_step
+    saved = status.get("state") == "finished" or logged > checkpoint_step
     if not (saved or results):
         return None
     holds = [f"a log up to step {logged}"] * bool(logged) + results
