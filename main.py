@@ -83,6 +83,7 @@ def sweep(p, runs, swept):
         return train_sweep(
             [(run, {**p, **run}) for run in runs], swept, Path(__file__),
             REPO / p["predictions_dir"], p["jobs"], p["print_commands"],
+            check=check_run_folder,
         )  # fmt: skip
     except RunFolderError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -116,15 +117,24 @@ def run_name_of(p):
     predictions = REPO / p["predictions_dir"]
     name = p["run_name"] or unused_name(predictions, default_run_name(p))
     if p["mode"] == "train":
-        check_writable(predictions / name)
-        # Never train over a run whose checkpoints are gone. Its rows were logged
-        # by the session that wrote params.json: with its checkpoint_step.
-        saved = load_parameters(predictions / name) or p
-        every = saved.get("checkpoint_step")
-        every = every if isinstance(every, int) else p["checkpoint_step"]
-        if problem := lost_checkpoint_problem(predictions / name, every):
-            raise RunFolderError(problem)
+        check_run_folder({**p, "run_name": name})
     return name
+
+
+def check_run_folder(p):
+    """RunFolderError if the run folder of `p` (a training run, named) could not be
+    trained in: not writable, its checkpoints lost, another experiment's. Reads
+    only small files: a sweep checks each of its runs with it before any starts."""
+    folder = REPO / p["predictions_dir"] / p["run_name"]
+    check_writable(folder)
+    # Never train over a run whose checkpoints are gone. Its rows were logged by
+    # the session that wrote params.json: with its checkpoint_step.
+    saved = load_parameters(folder)
+    every = (saved or p).get("checkpoint_step")
+    every = every if isinstance(every, int) else p["checkpoint_step"]
+    if problem := lost_checkpoint_problem(folder, every):
+        raise RunFolderError(problem)
+    check_same_experiment(saved, p, folder)
 
 
 BUSY_ADVICE = {"train": "Wait for it to finish, stop it, or choose another --run_name."}

@@ -47,6 +47,16 @@ def test_a_sweeps_runs_are_named_so_that_a_rerun_finds_them():
     assert [r.number for r in runs] == [1, 2, 3, 4]
 
 
+def test_a_run_name_from_params_py_names_the_sweep_as_the_command_line_would():
+    # params.py's run_name is the command line's default: a sweep must neither
+    # ignore it nor give every run that one folder (issue 25.14).
+    p, overrides = cli.parse_command_line(SPECS, ["--seed=0,1"])
+    p["run_name"] = "mine"  # as if params.py said run_name = "mine"
+    runs = cli.sweep(overrides)
+    planned = sweep.plan([(run, {**p, **run}) for run in runs], ["seed"])
+    assert [r.name for r in planned] == ["mine_seed0", "mine_seed1"]
+
+
 def test_runs_that_the_names_would_merge_are_refused():
     # Names made from β round it to 6 digits: these two would share a folder.
     with pytest.raises(RunFolderError, match="give --run_name"):
@@ -115,6 +125,30 @@ def test_too_many_jobs_stop_before_any_run(tmp_path):
     assert result.returncode == 2
     assert f"Use --jobs={cores} or fewer" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_the_sweep_would_refuse_stops_it_before_any_run(tmp_path):
+    # Run 2 of 2 exists as another experiment (β = 9): refused at once, not after
+    # run 1 has trained (issue 25.14).
+    other = tmp_path / "s_seed1"
+    other.mkdir()
+    (other / "params.json").write_text(json.dumps({**params_of("--beta=9"), "seed": 1}))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--dataset=dsprites", "--seed=0,1",
+         "--run_name=s", "--num_steps=2", f"--predictions_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "none was started" in result.stderr
+    assert "s_seed1: run s_seed1 exists with other parameters (beta: 9.0 → 1.0" in (
+        result.stderr
+    )
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["s_seed1"]
+
+
+def params_of(*argv):
+    p, _ = cli.parse_command_line(SPECS, ["--dataset=dsprites", *argv])
+    return {k: v for k, v in p.items() if k not in sweep.LAUNCHER_PARAMETERS}
 
 
 # --- whole sweeps (slow: several trainings each)

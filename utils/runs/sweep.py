@@ -60,9 +60,9 @@ def plan(runs, swept):
     planned = []
     for number, (overrides, p) in enumerate(runs, 1):
         overrides = {k: v for k, v in overrides.items() if k not in LAUNCHER_PARAMETERS}
-        if overrides.get("run_name"):
+        if p.get("run_name"):  # from the command line, or params.py's default
             suffix = "_".join(f"{k}{overrides[k]}" for k in swept)
-            name = f"{overrides['run_name']}_{suffix}"
+            name = f"{p['run_name']}_{suffix}"
         else:
             name = default_run_name(p)
         overrides["run_name"] = name
@@ -123,15 +123,30 @@ def make_slots(jobs, cores, gpus):
     return slots
 
 
-def train_sweep(runs, swept, main_py, predictions, jobs=1, print_commands=False):
+def train_sweep(
+    runs, swept, main_py, predictions, jobs=1, print_commands=False, check=None
+):
     """Each run of the sweep in its own process, `jobs` at a time, each pinned to
     its share of the cores (and to a GPU of its own); or with `print_commands`,
-    their commands, one per line, and nothing trained. Returns the exit code: 0 if
-    every run finished, else 1."""
+    their commands, one per line, and nothing trained. `check(p)`, given each run's
+    parameters with its name, raises RunFolderError for a run that would be refused:
+    all are checked before the first starts, not one by one after hours of others.
+    Returns the exit code: 0 if every run finished, else 1."""
     planned = plan(runs, swept)
     if print_commands:
         print("\n".join(command_lines(planned, main_py)))
         return 0
+    problems = []
+    for run, (_, p) in zip(planned, runs, strict=True):
+        try:
+            (check or (lambda p: None))({**p, "run_name": run.name})
+        except RunFolderError as error:
+            problems.append(f"{run.name}: {error}")
+    if problems:
+        raise RunFolderError(
+            "the sweep would stop at these runs, so none was started:\n  "
+            + "\n  ".join(problems)
+        )
     cores = (
         sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else list(range(os.cpu_count() or 1))  # macOS: no pinning, but the count
