@@ -441,6 +441,45 @@ def test_multi_worker_with_a_wrong_tf_config_says_so(monkeypatch, tf_config):
         make_strategy("multi_worker")
 
 
+@pytest.mark.parametrize(
+    "tf_config",
+    [
+        '{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
+        '{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+        '{"cluster": {"worker": ["a:port"]}, "task": {"type": "worker", "index": 0}}',
+        '{"cluster": {"worker": ["a:70000"]}, "task": {"type": "worker", "index": 0}}',
+        '{"cluster": {"worker": [":1"]}, "task": {"type": "worker", "index": 0}}',
+        '{"cluster": {"worker": [1]}, "task": {"type": "worker", "index": 0}}',
+        '{"cluster": {"worker": ["a:1"], "ps": ["b:1"]},'
+        ' "task": {"type": "ps", "index": 0}}',
+        '{"cluster": {"worker": ["a:1"], "chief": "c:1"},'
+        ' "task": {"type": "worker", "index": 0}}',  # another job than the task's
+        '{"cluster": [], "task": {"type": "worker", "index": 0}}',
+    ],
+)
+def test_a_tf_config_tensorflow_would_reject_is_refused_before_the_data_loads(
+    monkeypatch, tf_config
+):
+    # Each of these passed main.py's check, then failed after the data load with
+    # a TensorFlow traceback, or waited for a worker that cannot exist (25.8).
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(StrategyError, match="TF_CONFIG=.*expected e.g."):
+        check_strategy("multi_worker")
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        {"worker": ["a:1", "b.example.org:65535"]},
+        {"chief": ["10.0.0.1:2222"], "worker": ["[::1]:2223"]},  # IPv6 in brackets
+    ],
+)
+def test_a_well_formed_tf_config_passes_the_check(monkeypatch, cluster):
+    task = {"type": "worker", "index": 0}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    check_strategy("multi_worker")
+
+
 def test_xla_auto_is_on_only_with_one_gpu():
     import tensorflow as tf
 

@@ -302,6 +302,14 @@ TF_CONFIG_EXAMPLE = (
 )
 
 
+# MultiWorkerMirroredStrategy trains on "chief" and "worker" tasks; an "evaluator"
+# may be listed (it runs apart); "ps" belongs to ParameterServerStrategy.
+TRAINING_JOBS = ("chief", "worker")
+CLUSTER_JOBS = (*TRAINING_JOBS, "evaluator")
+# host:port, the host a name, an IPv4 address or an IPv6 one in brackets.
+ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
+
+
 class StrategyError(Exception):
     """The requested strategy cannot run here: the message says why (exit code 2)."""
 
@@ -325,16 +333,36 @@ def read_tf_config():
     try:
         config = json.loads(text)
         task = config["task"]
+        for job, addresses in config["cluster"].items():
+            _check_job(job, addresses)
+        if task["type"] not in TRAINING_JOBS:
+            raise ValueError(
+                f"task type {task['type']!r} is not one of {TRAINING_JOBS}"
+            )
         addresses = config["cluster"][task["type"]]
         index = task["index"]
         if not isinstance(index, int) or not 0 <= index < len(addresses):
             raise IndexError(f"task index {index!r} is not one of the {task['type']}s")
-    except (ValueError, KeyError, TypeError, IndexError) as error:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
         raise StrategyError(
             f"TF_CONFIG={text!r} is not a cluster with this task in it "
             f"({type(error).__name__}: {error}); expected e.g. {TF_CONFIG_EXAMPLE}"
         ) from None
     return config
+
+
+def _check_job(job, addresses):
+    """ValueError unless `addresses` is the list of host:port of a job TensorFlow's
+    cluster resolver and the strategy accept: checked here, as TensorFlow checks
+    them only after the data load, with a traceback."""
+    if job not in CLUSTER_JOBS:
+        raise ValueError(f"job {job!r} is not one of {CLUSTER_JOBS}")
+    if not isinstance(addresses, list) or not addresses:
+        raise ValueError(f"the {job} job is not a list of addresses")
+    for address in addresses:
+        found = ADDRESS.fullmatch(address) if isinstance(address, str) else None
+        if not found or not 0 < int(found[1]) < 65536:
+            raise ValueError(f"{job} address {address!r} is not host:port")
 
 
 # --- TensorFlow's start-up lines
