@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from utils.outputs import compare
-from utils.outputs.compare import compare_runs, last_values
+from utils.outputs import compare, compare_files
+from utils.outputs.compare import compare_runs
+from utils.outputs.compare_files import read_log
 from utils.outputs.compare_page import summary
 from utils.outputs.images import PAD, save_labelled_grid
 
@@ -521,15 +522,166 @@ def test_half_written_files_cost_their_cells_not_the_page(tmp_path):
     assert rows["garbled"]["Steps"] == "–"
 
 
-def test_last_values_reads_a_long_log_from_its_tail(tmp_path):
+# Every file the page reads from a run folder, and the malformed contents each can
+# have: (bytes or None for a directory, what the page says of it). A content given
+# as (field, literal) is the good file with that field's value replaced.
+READ_FILES = (
+    "params.json", "status.json", "metrics.json", "analysis/analysis.json",
+    "log.csv", "validation.csv",
+)  # fmt: skip
+HUGE = "1" + "0" * 400  # an integer no float can hold (floats end at 1.8e308)
+NESTED = "[" * 990 + "]" * 990  # parses, yet json.dumps and repr cannot redo it
+ANY_CONTENT = {
+    "empty": (b"", "empty"),
+    "binary": (bytes(range(255, -1, -1)), "not UTF-8"),
+    "not_utf8": (b'{"step": "\xff\xfe"}\n', "not UTF-8"),
+    "directory": (None, "a directory"),
+}
+JSON_CONTENT = {
+    "cut": (b'{"state": "fini', "not JSON"),
+    "list": (b"[1, 2]", "a list, not a JSON object"),
+    "deep": (b"[" * 100_000, "nested deeper"),
+    "deep_object": (b'{"a": ' * 100_000, "nested deeper"),
+    "nested": (f'{{"a": {NESTED}}}'.encode(), "nested deeper"),
+    "huge": (f'{{"a": {HUGE}}}'.encode(), "too large for a float"),
+    "digits": (f'{{"a": -{"9" * 5000}}}'.encode(), "too large for a float"),
+}
+CSV_CONTENT = {
+    "no_step": (b"reconstruction_loss,kl\n1,2\n", "no step column"),
+    "not_a_number": (b"step,reconstruction_loss,kl\n200,abc,1\n", "not a number"),
+}
+# file → (content, what the page says), each content a file's bytes or, for a
+# JSON file, (field, literal): the good file with that field's value replaced.
+# What the page says: why the file is unreadable, or (column, cell) for a
+# well-formed file whose value the page shows as it is, or as – (a NaN metric).
+CASES = {
+    "params.json": [
+        (("objective", '["beta"]'), "objective is a list, not a string"),
+        (("objective", '{"name": "beta"}'), "objective is an object, not a string"),
+        (("num_steps", '"200"'), "num_steps is a string, not a number"),
+        (("latent_size", "true"), "latent_size is a boolean, not a number"),
+        (("dataset", "[1]"), "dataset is a list, not a string"),
+        (("seed", HUGE), "too large for a float"),
+        (("beta", HUGE), "too large for a float"),
+        (("beta", "Infinity"), ("Objective", "β-VAE, β = inf")),
+        (("seed", "NaN"), ("Seed", "nan")),
+    ],
+    "status.json": [
+        (("state", '["finished"]'), "state is a list, not a string"),
+        (("reason", '{"why": 1}'), "reason is an object, not a string"),
+        (("step", '"70"'), "step is a string, not a number"),
+        (("step", HUGE), "too large for a float"),
+    ],
+    "metrics.json": [
+        (("mig", '"0.3"'), "mig is a string, not a number"),
+        (("mig", HUGE), "too large for a float"),
+        (("protocols", "[]"), "protocols is a list, not an object"),
+        (("protocols", '{"reference": []}'), "protocols.reference is a list"),
+        (("protocols", '{"reference": {"provenance": {"cpu": 1}}}'), "cpu is a"),
+        (("mig", "NaN"), ("MIG", "–")),  # a metric that could not be computed
+    ],
+    "analysis/analysis.json": [
+        (("active_latents", '"5"'), "active_latents is a string, not a number"),
+        (("active_latents", "[5]"), "active_latents is a list, not a number"),
+        (("active_latents", "1e400"), ("Active latents", "–")),
+    ],
+    "validation.csv": [  # a loss too large for a float, a NaN: empty cells
+        (f"step,reconstruction_loss,kl\n200,{HUGE},nan\n".encode(), ("KL (nats)", "–")),
+    ],
+}
+
+
+def malformed_cases():
+    for file in READ_FILES:
+        more = JSON_CONTENT if file.endswith(".json") else CSV_CONTENT
+        for name, (content, says) in {**ANY_CONTENT, **more}.items():
+            # A params.json that is a folder makes no run folder: skipped (above).
+            if not (file == "params.json" and content is None):
+                yield pytest.param(file, content, says, id=f"{file}-{name}")
+        for content, says in CASES.get(file, ()):
+            name = "=".join(content)[:40] if isinstance(content, tuple) else "huge"
+            yield pytest.param(file, content, says, id=f"{file}-{name}")
+
+
+def full_run(predictions, name, seed):
+    """A finished run with every file the page reads."""
+    return make_run(
+        predictions, name, seed=seed, beta=4.0, log=[(100, 8, 1), (200, 6.5, 0.5)],
+        validation=[(200, 7.25, 0.75)], metrics={"mig": 0.25, "protocols": {}},
+        status=("finished", 200, "reached num_steps"), active=5,
+    )  # fmt: skip
+
+
+def write_malformed(path, content):
+    if content is None:
+        path.unlink()
+        path.mkdir()
+    elif isinstance(content, tuple):  # one field of the good file
+        field, literal = content
+        text = json.dumps({**json.loads(path.read_text()), field: "@@"})
+        path.write_text(text.replace('"@@"', literal))
+    else:
+        path.write_bytes(content)
+
+
+def unreadable(predictions):
+    """{(run, file): why} from the page's table of the files it could not read."""
+    found = tables(predictions).get("Unreadable files", [])
+    return {(r["Run"], r["File"]): r["Problem"] for r in found}
+
+
+@pytest.mark.parametrize(("file", "content", "says"), list(malformed_cases()))
+def test_a_malformed_file_costs_its_cells_never_the_page(tmp_path, file, content, says):
+    full_run(tmp_path, "good", seed=0)
+    write_malformed(full_run(tmp_path, "bad", seed=1) / file, content)
+    compare_runs(tmp_path)
+    rows = runs_table(tmp_path)
+    good = ["Status", "Steps", "Reconstruction", "KL (nats)", "MIG", "Active latents"]
+    assert [rows["good"][k] for k in good] == [
+        "finished", "200", "7.25", "0.75", "0.250", "5 / 10"
+    ]  # fmt: skip
+    assert "bad" in rows
+    if isinstance(says, str):
+        assert list(unreadable(tmp_path)) == [("bad", file)]
+        assert says in unreadable(tmp_path)["bad", file]
+    else:  # well-formed: no complaint
+        column, cell = says
+        assert rows["bad"][column] == cell and unreadable(tmp_path) == {}
+
+
+def test_compare_through_main_writes_the_page_despite_malformed_files(tmp_path):
+    full_run(tmp_path, "good", seed=0)
+    bad = full_run(tmp_path, "bad", seed=1)
+    write_malformed(bad / "params.json", ("objective", '["beta"]'))
+    write_malformed(bad / "metrics.json", b"[" * 100_000)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--mode=compare",
+         f"--predictions_dir={tmp_path}"],
+        cwd="/", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"Wrote {tmp_path / 'comparison.html'}"
+    assert set(unreadable(tmp_path)) == {
+        ("bad", "params.json"),
+        ("bad", "metrics.json"),
+    }
+    assert runs_table(tmp_path)["good"]["MIG"] == "0.250"
+    assert "metrics.json" in (tmp_path / "comparison.html").read_text()
+
+
+def test_read_log_reads_a_long_log_from_its_tail(tmp_path):
     rows = [(step, step / 10, 1.0) for step in range(1, 3001)]
     path = tmp_path / "log.csv"
     write_log(path, rows, [f"kl_z{i}" for i in range(32)])
-    assert path.stat().st_size > 2 * compare.TAIL_BYTES
+    assert path.stat().st_size > 2 * compare_files.TAIL_BYTES
     with open(path, "a") as log:  # a column the last row did not log
         log.write("3001,1,,1,1,1\n")
-    values = last_values(path)
-    assert values == {"step": 3001.0, "reconstruction_loss": 300.0, "kl": 1.0}
+    assert read_log(path).problem == ""
+    assert read_log(path).value == {
+        "step": 3001.0,
+        "reconstruction_loss": 300.0,
+        "kl": 1.0,
+    }
 
 
 def test_the_page_needs_no_tensorflow_keras_or_matplotlib(predictions):

@@ -1,24 +1,31 @@
 """One page comparing runs: predictions/comparison.html and comparison.md.
 
 Everything is read from the run folders' own files (params.json, status.json,
-log.csv, validation.csv, metrics.json, analysis/), so the page can be rebuilt at
-any time, even while runs train. Runs that differ only in their seed form a group,
-summarised as mean ± std; groups that differ in one setting are compared seed by
-seed (utils.outputs.statistics). utils.outputs.compare_page lays the page out.
+log.csv, validation.csv, metrics.json, analysis/; utils.outputs.compare_files
+reads them), so the page can be rebuilt at any time, even while runs train. Runs
+that differ only in their seed form a group, summarised as mean ± std; groups that
+differ in one setting are compared seed by seed (utils.outputs.statistics).
+utils.outputs.compare_page lays the page out.
 """
 
-import csv
 import fcntl
 import fnmatch
 import hashlib
 import json
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.files import atomic_write_bytes
 from utils.objectives import OBJECTIVES
+from utils.outputs.compare_files import (
+    FINAL_COLUMNS,
+    NUMBER,
+    TEXT,
+    as_number,
+    read_json,
+    read_log,
+)
 from utils.outputs.compare_page import METRIC_TITLES, render, summarised
 from utils.outputs.compare_statistics import correlation_tables, paired_tables
 from utils.outputs.statistics import MIN_PAIRS
@@ -26,10 +33,19 @@ from utils.runs.folder import ADDED_LATER, BOOKKEEPING
 
 PAGE_NAMES = ("comparison.html", "comparison.md")
 OBJECTIVE_PARAMETERS = frozenset(n for o in OBJECTIVES.values() for n in o.parameters)
-# log.csv can hold 100,000 rows, which take seconds to parse: its last rows are
-# all the page needs, and 64 KiB holds dozens even with 100 latents.
-TAIL_BYTES = 1 << 16
-FINAL_COLUMNS = ("step", "reconstruction_loss", "kl")
+# The JSON files of a run folder, and what the fields the page computes with must
+# hold (compare_files.parse_json): a file with one that does not is unreadable.
+FIELDS = {
+    "params.json": dict(
+        objective=TEXT, dataset=TEXT, num_steps=NUMBER, latent_size=NUMBER
+    ),
+    "status.json": dict(state=TEXT, reason=TEXT, step=NUMBER, num_steps=NUMBER),
+    "metrics.json": {
+        **{k: NUMBER for key in METRIC_TITLES for k in (key, f"{key}_fast")},
+        "protocols": {"*": {"provenance": {"versions": {}, "cpu": {}}}},
+    },
+    "analysis/analysis.json": dict(active_latents=NUMBER),
+}
 
 
 @dataclass
@@ -44,53 +60,8 @@ class Run:
     values: dict  # column → (number, "" | "train" | "fast"), or None
     image: str | None  # its top traversals, relative to predictions/
     heatmap: str | None = None  # its latent × factor matrices, likewise
-
-
-def _read_json(path: Path) -> dict:
-    # A missing or half-written file costs its cells, not the page.
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _finite(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _parse(text: str) -> float | None:
-    try:
-        return _finite(float(text))
-    except ValueError:  # an empty cell: a column that row did not log
-        return None
-
-
-def last_values(path: Path, columns=FINAL_COLUMNS) -> dict[str, float]:
-    """{column: its last finite value} in a log CSV, from its header and tail."""
-    try:
-        with path.open("rb") as f:
-            header, body = f.readline(), f.tell()
-            start = max(body, os.fstat(f.fileno()).st_size - TAIL_BYTES)
-            f.seek(start)
-            lines = f.read().decode(errors="replace").split("\n")
-    except OSError:
-        return {}
-    # Only rows ended by a newline are whole: a kill can cut the last one anywhere,
-    # and the seek may have cut the first.
-    rows, found = lines[int(start > body) : -1], {}
-    try:
-        names = next(csv.reader([header.decode(errors="replace").rstrip("\n")]), [])
-        for row in csv.reader(reversed(rows)):
-            for name, text in zip(names, row, strict=False):
-                if name in columns and name not in found:
-                    if (number := _parse(text)) is not None:
-                        found[name] = number
-    except csv.Error:  # a garbled file: what was read so far
-        pass
-    return found
+    # {file: why the page could not read it}: those files' cells are empty.
+    problems: dict = field(default_factory=dict)
 
 
 def _lock_held(folder: Path) -> bool:
@@ -111,13 +82,14 @@ def _lock_held(folder: Path) -> bool:
 
 
 def _count(value) -> str:
-    number = _finite(value)
+    number = as_number(value)
     return "?" if number is None else f"{number:.0f}"
 
 
-def run_status(folder: Path, p: dict, logged: float | None) -> tuple[str, str, str]:
+def run_status(
+    folder: Path, p: dict, status: dict, logged: float | None
+) -> tuple[str, str, str]:
     """(kind, words, reason) from status.json, the run's lock and its log."""
-    status = _read_json(folder / "status.json")
     state, reason = status.get("state"), str(status.get("reason") or "")
     total = _count(status.get("num_steps", p.get("num_steps")))
     step = _count(status.get("step", logged))
@@ -136,7 +108,7 @@ def run_status(folder: Path, p: dict, logged: float | None) -> tuple[str, str, s
         step = _count(logged if logged is not None else status.get("step"))
         return "interrupted", f"interrupted at step {step} of {total}", reason
     # A run from before status.json: judged by the steps it logged.
-    num_steps = _finite(p.get("num_steps"))
+    num_steps = as_number(p.get("num_steps"))
     if logged is not None and num_steps is not None and logged >= num_steps:
         return "finished", "finished", ""
     return "unfinished", f"unfinished at step {_count(logged)} of {total}", ""
@@ -149,7 +121,7 @@ def _tagged(number: float | None, tag: str):
 def _metric(metrics: dict, key: str):
     # A run with both protocols shows the reference one.
     for name, tag in ((key, ""), (f"{key}_fast", "fast")):
-        if (number := _finite(metrics.get(name))) is not None:
+        if (number := as_number(metrics.get(name))) is not None:
             return number, tag
     return None
 
@@ -179,57 +151,61 @@ def metrics_provenance(metrics: dict) -> str:
     """What made a run's metrics, but for the time it was made and the seed: runs
     whose metrics differ in it are never averaged together (a group each)."""
     made = []  # "": nothing to compare (no metrics yet)
-    for name, results in sorted(metrics.get("protocols", {}).items()):
-        p = results.get("provenance")
+    # Their types are checked (FIELDS), but any of them may be absent or null.
+    for name, results in sorted((metrics.get("protocols") or {}).items()):
+        p = (results or {}).get("provenance")
         if not p:
             return "not recorded (evaluated before provenance, 2026-12-03)"
         what = {k: results.get(k) for k in ("settings", "estimators")}
-        what |= {k: p[k] for k in ("representation", "dataset", "versions")}
-        what["isa_family"] = p["cpu"]["isa_family"]
+        what |= {k: p.get(k) for k in ("representation", "dataset", "versions")}
+        what["isa_family"] = (p.get("cpu") or {}).get("isa_family")
         digest = hashlib.sha256(_signature(what).encode()).hexdigest()[:8]
-        v = p["versions"]
+        v = p.get("versions") or {}
         made.append(
-            f"{name}: TF {v['tensorflow']}, scikit-learn {v['scikit-learn']}, "
-            f"{what['isa_family']}, {digest}"
+            f"{name}: TF {v.get('tensorflow')}, scikit-learn "
+            f"{v.get('scikit-learn')}, {what['isa_family']}, {digest}"
         )
     return "; ".join(made)
 
 
 def read_run(predictions: Path, name: str) -> Run:
     folder = predictions / name
-    p = _read_json(folder / "params.json")
+    read = {file: read_json(folder / file, fields) for file, fields in FIELDS.items()}
+    p, status = read["params.json"].value, read["status.json"].value
     p = {**ADDED_LATER, **p} if p else {}
-    metrics = _read_json(folder / "metrics.json")
+    metrics = read["metrics.json"].value
     if p:  # a column of its own when it differs, and part of the group key
         p["metrics_provenance"] = metrics_provenance(metrics)
     objective = OBJECTIVES.get(p.get("objective", "beta"))
     terms = list(objective.terms) if objective else []
-    log = last_values(folder / "log.csv", (*FINAL_COLUMNS, *terms))
-    final = last_values(folder / "validation.csv", (*FINAL_COLUMNS, *terms))
+    for file in ("log.csv", "validation.csv"):
+        read[file] = read_log(folder / file, (*FINAL_COLUMNS, *terms))
+    log, final = read["log.csv"].value, read["validation.csv"].value
     tag = "" if "step" in final else "train"  # no validation yet: the training log
     final = final if "step" in final else log
-    analysis = _read_json(folder / "analysis" / "analysis.json")
+    analysis = read["analysis/analysis.json"].value
     values = {
         "reconstruction_loss": _tagged(final.get("reconstruction_loss"), tag),
         "kl": _tagged(final.get("kl"), tag),
         # The objective's own terms (β, C, TC, discriminator loss, DIP penalties).
         **{f"term:{k}": _tagged(final.get(k), tag) for k in terms},
-        "active_latents": _tagged(_finite(analysis.get("active_latents")), ""),
+        "active_latents": _tagged(as_number(analysis.get("active_latents")), ""),
     }
     image = _thumbnail(folder)
     heatmap = _heatmap(folder)
     own = objective.parameters if objective else OBJECTIVE_PARAMETERS
     # A run shipped without its log.csv (predictions/reference_*) says its step.
-    steps = log.get("step", _finite(_read_json(folder / "status.json").get("step")))
+    steps = log.get("step", as_number(status.get("step")))
     return Run(
         name,
         p,
         OBJECTIVE_PARAMETERS - set(own),
-        *run_status(folder, p, log.get("step")),
+        *run_status(folder, p, status, log.get("step")),
         steps,
         values | {key: _metric(metrics, key) for key in METRIC_TITLES},
         image.relative_to(predictions).as_posix() if image else None,
         heatmap.relative_to(predictions).as_posix() if heatmap else None,
+        {file: r.problem for file, r in read.items() if r.problem},
     )
 
 

@@ -66,6 +66,11 @@ NOTES = {
         "too narrow with so few runs: with 3, the percentile interval is the runs' "
         "range."
     ),
+    "unreadable": (
+        "Files in a run folder that the page could not read, and why: their cells "
+        "are empty (–), the rest of the run is shown. Fix or delete the file and "
+        "rebuild the page."
+    ),
     "parameters": (
         "Columns after Objective: the parameters that differ between these runs "
         "(“n/a”: one that the run's objective does not read)."
@@ -294,6 +299,16 @@ def render(groups, differing: list[str], study=()) -> tuple[str, str]:
     rows = [_run_row(run, differing, columns) for run in runs]
     grouped = bool(tables)  # the groups table
     tables.append(Table("Runs", header, rows))
+    unreadable = [
+        [Cell(run.name), Cell(file), Cell(why)]
+        for run in runs
+        for file, why in run.problems.items()
+    ]
+    if unreadable:
+        header = ["Run", "File", "Problem"]
+        tables.append(
+            Table("Unreadable files", header, unreadable, NOTES["unreadable"])
+        )
     tables += list(study)
     fast = any(r.values[k] and r.values[k][1] == "fast" for r in runs for k in columns)
     wanted = dict(fast=fast, groups=grouped, intervals=grouped)
