@@ -12,6 +12,7 @@ from joblib import Parallel, delayed
 from scipy.stats import entropy
 
 from utils.metrics.base import Metric, factor_codes
+from utils.processes import end_with_parent
 
 
 def _one_minus_entropy(importance: np.ndarray) -> np.ndarray:
@@ -63,8 +64,14 @@ def dci_from_codes(x_train, y_train, x_test, y_test, classifier, seeds, progress
     # Factors with the most classes take longest: start them first, so that the
     # last worker does not start a long fit alone (2 cores: 226 s, not 290 s).
     order = sorted(range(num_factors), key=lambda k: -len(np.unique(y_train[:, k])))
-    # One classifier per factor in parallel processes (trees hold the GIL).
-    fits = Parallel(n_jobs=min(num_factors, _cores()), return_as="generator")(
+    # One classifier per factor in parallel processes (trees hold the GIL), which
+    # end when this process does, however it ends.
+    fits = Parallel(
+        n_jobs=min(num_factors, _cores()),
+        return_as="generator",
+        initializer=end_with_parent,
+        initargs=(os.getpid(),),
+    )(
         delayed(_fit_factor)(
             x_train, y_train[:, k], x_test, y_test[:, k], classifier, seeds[k]
         )

@@ -8,7 +8,6 @@ starts again, and one that finished has nothing to do (main.py says so, and writ
 only outputs a kill cut short), one interrupted resumes from its last checkpoint.
 """
 
-import ctypes
 import os
 import shlex
 import shutil
@@ -19,13 +18,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.processes import end_with_parent
 from utils.runs.folder import RunFolderError, default_run_name
 from utils.settings import cli
 
 # The launcher's own parameters: never passed on to the runs it starts.
 LAUNCHER_PARAMETERS = ("jobs", "print_commands")
 POLL_SECONDS = 0.5
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -185,10 +184,11 @@ def _start(run, slot, main_py, logs, total):
         run.log = logs / f"{run.name}.log"
         output = open(run.log, "a")  # a rerun's output follows the earlier one's
     cores = slot.cores if logs is not None else []  # one job alone keeps them all
+    launcher = os.getpid()
     run.process = subprocess.Popen(
         [sys.executable, str(main_py), *run.args], env=environment,
         stdout=output, stderr=subprocess.STDOUT if output else None,
-        preexec_fn=lambda: _in_child(cores),
+        preexec_fn=lambda: _in_child(cores, launcher),
     )  # fmt: skip
     if output:
         output.close()  # the child has its own copy
@@ -196,14 +196,12 @@ def _start(run, slot, main_py, logs, total):
     _say(run, total, f"started on {slot.describe()}" if logs else "started")
 
 
-def _in_child(cores):
+def _in_child(cores, parent_pid):
     """In the run's process before it starts: pinned to its cores, and told to stop
     (SIGTERM: it checkpoints first) if the launcher dies, even by SIGKILL."""
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    end_with_parent(parent_pid, signal.SIGTERM)
 
 
 def _finish(slot, total):

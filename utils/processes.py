@@ -1,0 +1,46 @@
+"""Child processes that end with their parent, however it ends.
+
+Without this, a SIGKILLed evaluation left DCI's loky workers fitting for minutes and
+then idling out loky's 300 s timeout, and a killed CelebA cache build left its pool
+workers decoding the queued chunks, then waiting on a queue forever (each holds
+both ends of the task pipe, so none reads an end of file).
+"""
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def end_with_parent(parent_pid: int, signum=signal.SIGKILL):
+    """In a child process, as it starts: the kernel sends it `signum` when its
+    parent dies (Linux's PR_SET_PDEATHSIG; elsewhere a no-op, and workers end as
+    their pool ends them). `parent_pid`: the parent's pid, read before the fork.
+
+    SIGKILL for workers whose work dies with the parent: a forked worker may still
+    have main.py's SIGTERM handler, and a fit or a decode nobody waits for has
+    nothing to save. The "parent" is the thread that forked the child: a pool's
+    calling thread, or its manager thread replacing a worker, both living as long
+    as the pool."""
+    if not sys.platform.startswith("linux") or os.getpid() == parent_pid:
+        return  # not a child (joblib runs in-process on one core)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signum) != 0:  # e.g. refused by seccomp
+        return
+    if _parent_gone(parent_pid):  # it died before the prctl: no signal will come
+        os.kill(os.getpid(), signum)
+
+
+def _parent_gone(parent_pid: int) -> bool:
+    if os.getppid() == parent_pid:
+        return False
+    # Re-parented as it died (a zombie until reaped), or started by a server
+    # process (a forkserver context), then the one whose death signals us.
+    try:
+        stat = Path(f"/proc/{parent_pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in "ZX"
