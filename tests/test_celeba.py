@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -581,3 +582,169 @@ def test_partition_file_matching_no_image_is_an_error(tmp_path):
     root = write_celeba(tmp_path, standard_files(), partition={"other.jpg": 0})
     with pytest.raises(ValueError, match="none of its 1 names"):
         load(root)
+
+
+# --- a damaged zip: members that cannot be read, or an archive that cannot be opened
+
+
+def zip_bytes(files: dict, compression=zipfile.ZIP_STORED) -> bytes:
+    """files (name → bytes) as img_align_celeba.zip, in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr("img_align_celeba/", b"")
+        for name, data in files.items():
+            archive.writestr(f"img_align_celeba/{name}", data)
+    return buffer.getvalue()
+
+
+def central_directory(archive: bytes):
+    """(offset of its central directory entry, of its local header, its name) of
+    every member of `archive`."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        position, count = opened.start_dir, len(opened.infolist())
+    for _ in range(count):
+        name_size, extra_size, comment_size = struct.unpack_from(
+            "<3H", archive, position + 28
+        )
+        local = struct.unpack_from("<I", archive, position + 42)[0]
+        yield position, local, archive[position + 46 : position + 46 + name_size]
+        position += 46 + name_size + extra_size + comment_size
+
+
+def damage_members(archive: bytes, names, how) -> bytes:
+    """`archive` with members `names` (of img_align_celeba/) damaged: `how` is
+    {"flags": bits} or {"method": compression method}, set in their local header
+    and central directory entry alike, or "data": some bytes of theirs inverted."""
+    damaged = bytearray(archive)
+    wanted = {f"img_align_celeba/{name}".encode() for name in names}
+    for entry, local, name in central_directory(archive):
+        if name not in wanted:
+            continue
+        if how == "data":
+            name_size, extra_size = struct.unpack_from("<2H", archive, local + 26)
+            size = struct.unpack_from("<I", archive, entry + 20)[0]  # compressed
+            middle = local + 30 + name_size + extra_size + size // 2
+            damaged[middle : middle + 8] = bytes(b ^ 0xFF for b in archive[middle:][:8])
+            continue
+        for field, (entry_at, local_at) in {"flags": (8, 6), "method": (10, 8)}.items():
+            if field in how:
+                struct.pack_into("<H", damaged, entry + entry_at, how[field])
+                struct.pack_into("<H", damaged, local + local_at, how[field])
+    return bytes(damaged)
+
+
+# How a member is damaged → (how the archive is compressed, what the warning says).
+MEMBER_DAMAGE = {
+    # ZipCrypto: zipfile wants a password (RuntimeError).
+    "encrypted": (zipfile.ZIP_STORED, {"flags": 0x1}, "password required"),
+    "strong encryption": (zipfile.ZIP_STORED, {"flags": 0x41}, "strong encryption"),
+    # Deflate64, which Windows uses for big zips: NotImplementedError.
+    "Deflate64": (zipfile.ZIP_STORED, {"method": 9}, "compression method"),
+    "damaged LZMA data": (zipfile.ZIP_LZMA, "data", "LZMAError"),
+    "damaged stored data": (zipfile.ZIP_STORED, "data", "Bad CRC-32"),
+}
+
+
+def main_py(capsys, data_dir: Path, out: Path) -> tuple[int, str]:
+    """(exit code, stderr) of `main.py --dataset=celeba`, in this process:
+    TensorFlow starts once for all of them."""
+    import main
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main.main(["--dataset=celeba", f"--data_dir={data_dir}",
+                          f"--predictions_dir={out}", "--run_name=r"])  # fmt: skip
+    finally:  # main.py's stop request handlers
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", MEMBER_DAMAGE)
+def test_unreadable_zip_members_are_skipped_and_counted(tmp_path, capsys, damage):
+    """A member zipfile cannot read (encrypted, a compression method it lacks,
+    damaged data) is skipped and counted like an unreadable JPEG, also when a pool
+    worker reads it; with nothing left main.py refuses the zip (exit 2)."""
+    compression, how, reason = MEMBER_DAMAGE[damage]
+    files = dict(list(standard_files().items())[:11])
+    root = tmp_path / "some"
+    root.mkdir()
+    archive = damage_members(zip_bytes(files, compression), ["000011.jpg"], how)
+    (root / "img_align_celeba.zip").write_bytes(archive)
+    log = Log()
+    data = load(root, log=log, num_workers=2)
+    assert data.names == list(files)[:10]
+    warning = next(line for line in log if "WARNING" in line)
+    assert "skipped 1 unreadable file(s) of 11: 000011.jpg (" in warning
+    assert reason in warning
+    every = tmp_path / "every"
+    every.mkdir()
+    archive = damage_members(zip_bytes(files, compression), files, how)
+    (every / "img_align_celeba.zip").write_bytes(archive)
+    code, err = main_py(capsys, every, tmp_path / "predictions")
+    assert code == 2
+    assert f"none of the 11 image files in zip {every / 'img_align_celeba.zip'}" in err
+    assert reason in err and "download it again" in err
+    assert not (every / "cache").exists() or not any((every / "cache").iterdir())
+
+
+def overwrite_central_directory(archive: bytes, at: int, data: bytes) -> bytes:
+    """`archive` with `data` written `at` bytes into its first member's entry."""
+    entry = next(central_directory(archive))[0] + at
+    return archive[:entry] + data + archive[entry + len(data) :]
+
+
+def name_not_utf8(archive: bytes) -> bytes:
+    # Flag bit 11 says the names are UTF-8; a name then starting 0xFF is not.
+    flagged = overwrite_central_directory(archive, 8, struct.pack("<H", 0x800))
+    return overwrite_central_directory(flagged, 46, b"\xff")
+
+
+# The archive → what the message says is wrong with it.
+ARCHIVE_DAMAGE = {
+    "not a zip": (lambda good: b"this is not a zip file\n", "File is not a zip file"),
+    "zero bytes": (lambda good: b"", "File is not a zip file"),
+    "truncated": (lambda good: good[: len(good) // 2], "File is not a zip file"),
+    "central directory overwritten": (
+        lambda good: overwrite_central_directory(good, 0, b"\xff" * 20),
+        "Bad magic number for central directory",
+    ),
+    "central directory: a newer zip version": (  # NotImplementedError
+        lambda good: overwrite_central_directory(good, 6, b"\xff"),
+        "zip file version 25.5",
+    ),
+    "central directory: a name not UTF-8": (
+        name_not_utf8,
+        "'utf-8' codec can't decode byte 0xff",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", ARCHIVE_DAMAGE)
+def test_a_zip_that_cannot_be_opened_is_refused_naming_it_and_the_fix(
+    tmp_path, capsys, damage
+):
+    make, reason = ARCHIVE_DAMAGE[damage]
+    path = tmp_path / "img_align_celeba.zip"
+    path.write_bytes(make(zip_bytes(dict(list(standard_files().items())[:3]))))
+    code, err = main_py(capsys, tmp_path, tmp_path / "predictions")
+    assert code == 2
+    assert f"{path.resolve()} is not a readable zip file ({reason}" in err
+    assert "download it again from https://mmlab.ie.cuhk.edu.hk" in err.lower()
+    assert "img_align_celeba/" in err  # or extract it there
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_zip_unreadable_once_listed_fails_each_file_not_the_worker(
+    tmp_path, monkeypatch
+):
+    """The zip listed, then damaged before a worker opens it: every file is
+    counted as unreadable instead of the worker failing to start."""
+    path = tmp_path / "img_align_celeba.zip"
+    path.write_bytes(zip_bytes(dict(list(standard_files().items())[:3])))
+    listed = image_cache.ImageSource(path, "img_align_celeba").list_images()
+    monkeypatch.setattr(image_cache.ImageSource, "list_images", lambda self: listed)
+    path.write_bytes(b"damaged since")
+    with pytest.raises(ValueError, match="none of the 3 image files") as caught:
+        load(tmp_path, num_workers=1)
+    assert "000001.jpg (BadZipFile: File is not a zip file)" in str(caught.value)

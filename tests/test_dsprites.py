@@ -1,7 +1,13 @@
+import functools
 import hashlib
+import io
+import pickle
 import re
+import signal
+import struct
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +248,7 @@ def test_generated_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(dsprites, "generate_packed", lambda: calls.append(1) or tiny)
     cache, messages = tmp_path / dsprites.GENERATED_FILENAME, []
     np.testing.assert_array_equal(
-        dsprites._load_generated(cache, messages.append), tiny
+        dsprites._load_generated(cache, messages.append, 4), tiny
     )
     assert cache.exists() and len(calls) == 1
     assert any("generating" in m for m in messages)
@@ -250,7 +256,7 @@ def test_generated_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
         rf"wrote {re.escape(str(cache))} \(4 images, 0 MB\) in [\d.]+ s", messages[-1]
     )
     np.testing.assert_array_equal(
-        dsprites._load_generated(cache, messages.append), tiny
+        dsprites._load_generated(cache, messages.append, 4), tiny
     )
     assert len(calls) == 1  # the second load read the cache
     assert [p.name for p in tmp_path.iterdir()] == [cache.name]  # no temporary file
@@ -284,7 +290,7 @@ def test_a_second_run_waits_for_the_generation_then_loads_it(tmp_path, monkeypat
     first, second, results = Log(), Log(), {}
 
     def run(log):
-        results[id(log)] = dsprites._load_generated(cache, log)
+        results[id(log)] = dsprites._load_generated(cache, log, 4)
 
     threads = [threading.Thread(target=run, args=(log,)) for log in (first, second)]
     threads[0].start()
@@ -335,10 +341,167 @@ def test_load_dsprites_generates_then_reuses_the_cache(tmp_path, monkeypatch):
     (data_dir / dsprites.GENERATED_FILENAME).unlink()  # pytest keeps old tmp folders
 
 
-def test_a_wrong_cache_is_a_clear_error(tmp_path):
-    np.save(tmp_path / dsprites.GENERATED_FILENAME, np.zeros((4, 512), np.uint8))
-    with pytest.raises(ValueError, match="delete it"):
-        load_dsprites(tmp_path, log=lambda message: None)
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def npz_bytes(**members) -> bytes:
+    """An npz whose members are these bytes (key → the bytes of key.npy)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as npz:
+        for key, data in members.items():
+            npz.writestr(f"{key}.npy", data)
+    return buffer.getvalue()
+
+
+TINY = np.arange(4 * 512).astype(np.uint8).reshape(4, 512)
+# What may be found where the generated cache belongs → what the warning says.
+DAMAGED_CACHES = {
+    "truncated": (npy_bytes(TINY)[:-100], "truncated: 1,948 of 2,048 bytes"),
+    "zero bytes": (b"", "not a .npy file"),
+    "a pickle": (pickle.dumps({"imgs": TINY}), "not a .npy file"),
+    "an object array": (npy_bytes(np.array([None] * 4, object)), "object[4]"),
+    "an npz": (npz_bytes(imgs=npy_bytes(TINY)), "not a .npy file"),
+    "too few rows": (npy_bytes(TINY[:3]), "uint8[3, 512], expected 4x512 uint8"),
+    "floats": (npy_bytes(TINY.astype(np.float32)), "float32[4, 512]"),
+    "Fortran order": (npy_bytes(np.asfortranarray(TINY)), "in Fortran order"),
+}
+
+
+@pytest.mark.parametrize("found", DAMAGED_CACHES)
+def test_a_damaged_generated_cache_is_generated_again(tmp_path, monkeypatch, found):
+    """The generated cache is the repo's own file: whatever it holds, if it is not
+    what generation writes it is generated again, saying which file and why."""
+    contents, problem = DAMAGED_CACHES[found]
+    cache = tmp_path / dsprites.GENERATED_FILENAME
+    cache.write_bytes(contents)
+    monkeypatch.setattr(dsprites, "generate_packed", lambda: TINY)
+    log = Log()
+    np.testing.assert_array_equal(dsprites._load_generated(cache, log, 4), TINY)
+    assert f"WARNING: {cache} is damaged ({problem}" in log.text()
+    assert "generating it again" in log.text() and "allow_pickle" not in log.text()
+    np.testing.assert_array_equal(np.load(cache), TINY)  # replaced, whole
+    assert [p.name for p in tmp_path.iterdir()] == [cache.name]  # no temporary left
+
+
+def test_load_dsprites_generates_a_damaged_cache_again(tmp_path, monkeypatch):
+    cache = tmp_path / dsprites.GENERATED_FILENAME
+    np.save(cache, TINY)  # 4 rows, not 737,280
+    blank = np.zeros((NUM_IMAGES, 512), np.uint8)
+    monkeypatch.setattr(dsprites, "generate_packed", lambda: blank)
+    log = Log()
+    assert load_dsprites(tmp_path, log=log).packed.shape == (NUM_IMAGES, 512)
+    assert f"{cache} is damaged (uint8[4, 512], expected 737280x512" in log.text()
+    assert np.load(cache, mmap_mode="r").shape == (NUM_IMAGES, 512)
+    cache.unlink()  # pytest keeps old tmp folders
+
+
+def invert_member_bytes(npz: bytes, member: str) -> bytes:
+    """`npz` with 8 bytes in the middle of `member`'s stored data inverted."""
+    with zipfile.ZipFile(io.BytesIO(npz)) as opened:
+        info = opened.getinfo(member)
+    name_size, extra_size = struct.unpack_from("<2H", npz, info.header_offset + 26)
+    middle = info.header_offset + 30 + name_size + extra_size + info.compress_size // 2
+    inverted = bytes(b ^ 0xFF for b in npz[middle : middle + 8])
+    return npz[:middle] + inverted + npz[middle + 8 :]
+
+
+def official_members() -> dict:
+    """The .npy bytes of each array of a tiny official npz (10 images)."""
+    c = index_to_classes(np.arange(10))
+    values = np.stack([v[c[:, i]] for i, v in enumerate(factor_values())], 1)
+    arrays = {"imgs": render(c), "latents_classes": c, "latents_values": values}
+    return {key: npy_bytes(array) for key, array in arrays.items()}
+
+
+def damaged_official() -> dict:
+    """What may be found under the official npz's name → what the message says."""
+    buffer = io.BytesIO()
+    write_official_npz(buffer, n=10)
+    good = buffer.getvalue()
+    members = official_members()
+    classes = members["latents_classes"]
+    objects = npy_bytes(np.full((10, 6), None, object))
+    return {
+        "truncated": (good[: len(good) // 2], "it is not a whole .npz (zip) file"),
+        "zero bytes": (b"", "it is not a whole .npz (zip) file"),
+        "a pickle": (pickle.dumps({"imgs": 0}), "it is not a whole .npz (zip) file"),
+        "an .npy": (npy_bytes(np.zeros(3)), "it is not a whole .npz (zip) file"),
+        "a folder": (None, "it is a folder"),
+        "pickled latents_classes": (
+            npz_bytes(**members | {"latents_classes": objects}),
+            "latents_classes is object[10, 6], expected 10x6 integer",
+        ),
+        "imgs not an .npy": (
+            npz_bytes(**members | {"imgs": b"garbage"}),
+            "imgs is not a readable .npy array",
+        ),
+        "latents_classes truncated": (
+            npz_bytes(**members | {"latents_classes": classes[:200]}),
+            "latents_classes is truncated",
+        ),
+        "imgs damaged": (invert_member_bytes(good, "imgs.npy"), "it is damaged ("),
+        "no latents_values": (
+            npz_bytes(imgs=members["imgs"], latents_classes=classes),
+            "it has no latents_values array",
+        ),
+    }
+
+
+DAMAGED_OFFICIAL = damaged_official()
+
+
+def main_py(capsys, data_dir: Path, out: Path) -> tuple[int, str]:
+    """(exit code, stderr) of `main.py --dataset=dsprites`, in this process:
+    TensorFlow starts once for all of them."""
+    import main
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main.main(["--dataset=dsprites", f"--data_dir={data_dir}",
+                          f"--predictions_dir={out}", "--run_name=r"])  # fmt: skip
+    finally:  # main.py's stop request handlers
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("found", DAMAGED_OFFICIAL)
+def test_a_damaged_official_npz_is_refused_naming_it_and_the_fix(
+    tmp_path, capsys, monkeypatch, found
+):
+    """Whatever bytes (or folder) are under the official npz's name: main.py
+    exits 2 saying which file, what is wrong and what to do, never a traceback
+    nor advice about allow_pickle."""
+    contents, problem = DAMAGED_OFFICIAL[found]
+    data_dir = tmp_path / "data"
+    path = data_dir / OFFICIAL_FILENAME
+    if contents is None:
+        path.mkdir(parents=True)
+    else:
+        data_dir.mkdir()
+        path.write_bytes(contents)
+    # A whole official file is 737,280 images (3 GB): these have 10.
+    tiny = functools.partial(dsprites._read_official, num_images=10)
+    monkeypatch.setattr(dsprites, "_read_official", tiny)
+    code, err = main_py(capsys, data_dir, tmp_path / "predictions")
+    assert code == 2
+    assert f"{path} is not the official dSprites file: {problem}" in err
+    assert "Delete it" in err and "download it again" in err
+    assert "allow_pickle" not in err
+    assert sorted(p.name for p in data_dir.iterdir()) == [OFFICIAL_FILENAME]
+
+
+def test_a_folder_where_the_generated_cache_belongs_is_refused(tmp_path, capsys):
+    cache = tmp_path / dsprites.GENERATED_FILENAME
+    (cache / "notes").mkdir(parents=True)  # someone's, not ours to delete
+    code, err = main_py(capsys, tmp_path, tmp_path / "predictions")
+    assert code == 2
+    assert f"{cache} is a folder, where the generated dSprites belong" in err
+    assert "move or delete it" in err
+    assert (cache / "notes").is_dir()
 
 
 # --- the dataset object

@@ -8,7 +8,6 @@ at 128 px (10 GB) never has to fit in RAM.
 import codecs
 import os
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from utils.data import DataNotFound
 from utils.data.image_cache import (
     ImageSource,
+    UnreadableZip,
     build_cache,
     exclusive_build,
     open_cache,
@@ -143,9 +143,22 @@ def _find_source(data_dir: Path, log) -> tuple[ImageSource, dict[str, int]]:
         source = ImageSource(archive, zip_folder=FOLDER_NAME)
         try:
             return source, source.list_images()
-        except (OSError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{archive} is not a readable zip file: {error}") from None
+        except UnreadableZip as error:
+            raise ValueError(f"{error}{_zip_advice(source)}") from None
     raise CelebANotFound(data_dir)
+
+
+def _zip_advice(source: ImageSource) -> str:
+    """What to do about a zip that cannot be read, or whose images cannot."""
+    if source.zip_folder is None:
+        return ""
+    folder = source.path.parent / FOLDER_NAME  # read instead of the zip: _find_source
+    return (
+        f"; if it is incomplete or damaged, download it again from {CELEBA_URL}; if "
+        "it is encrypted or compressed in a way Python cannot read (Deflate64), "
+        f"extract it with another tool (7-Zip, unzip) into {folder}/, which is then "
+        "read instead"
+    )
 
 
 def load_celeba(
@@ -225,8 +238,9 @@ def _build(source, files, partition, cache_path, settings, num_workers, say):
     )
     started = time.monotonic()
     names, skipped = build_cache(
-        source, list(files), cache_path, image_size, crop_size, say, num_workers
-    )
+        source, list(files), cache_path, image_size, crop_size, say, num_workers,
+        advice=_zip_advice(source),
+    )  # fmt: skip
     splits = split_indices(names, partition, say)
     split_sizes = {split: len(rows) for split, rows in splits.items()}
     sidecar = {**settings, "names": names, "skipped": skipped, "split": split_sizes}

@@ -7,6 +7,7 @@ copy: the official outlines were never published, and positions here are whole p
 
 import time
 import zipfile
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -142,63 +143,149 @@ def generate_packed(progress: bool = True) -> np.ndarray:
 
 # --- the official npz, or the generated cache
 
+# What reading a damaged npz (a zip of .npy files) raises, besides BadZipFile: an
+# impossible offset (OSError), damaged data (EOFError, zlib.error), a member zipfile
+# cannot read (NotImplementedError, RuntimeError: encrypted), a bad name (ValueError).
+NPZ_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    RuntimeError,
+    ValueError,
+)
 
-def _not_official(path: Path, problem: str) -> ValueError:
-    return ValueError(
-        f"{path} is not the official dSprites file: {problem}. Delete it to use the "
-        "generated dSprites instead, or download it again from "
-        "https://github.com/deepmind/dsprites-dataset."
-    )
+
+class _NotOfficial(ValueError):
+    def __init__(self, path: Path, problem: str):
+        super().__init__(
+            f"{path} is not the official dSprites file: {problem}. Delete it to use "
+            "the generated dSprites instead, or download it again from "
+            "https://github.com/deepmind/dsprites-dataset"
+        )
 
 
 def _read_official(path: Path, num_images: int = NUM_IMAGES, chunk_rows: int = 32_768):
-    """Checked official npz -> (packed images, latents_classes, latents_values)."""
-    with np.load(path, allow_pickle=True, encoding="latin1") as npz:
-        missing = {"imgs", "latents_values", "latents_classes"} - set(npz.files)
-        if missing:
-            raise _not_official(path, f"it has no {', '.join(sorted(missing))} array")
-        classes, values = npz["latents_classes"], npz["latents_values"]
-    for key, array, kinds in (
-        ("latents_classes", classes, "iu"),
-        ("latents_values", values, "f"),
-    ):
-        if array.shape != (num_images, 6) or array.dtype.kind not in kinds:
-            expected = f"{num_images}x6 {'integer' if kinds == 'iu' else 'float'}"
-            problem = f"{key} is {array.dtype}{list(array.shape)}, expected {expected}"
-            raise _not_official(path, problem)
+    """Checked official npz -> (packed images, latents_classes, latents_values).
+    Whatever else is there (a folder, any bytes) is a _NotOfficial saying why."""
+    if path.is_dir():
+        raise _NotOfficial(path, "it is a folder")
+    try:  # zipfile, not np.load: it would unpickle a pickle found here
+        npz = zipfile.ZipFile(path)
+    except NPZ_ERRORS as error:
+        problem = f"it is not a whole .npz (zip) file ({error})"
+        raise _NotOfficial(path, problem) from None
+    try:
+        with npz:
+            return _read_official_arrays(npz, path, num_images, chunk_rows)
+    except _NotOfficial:
+        raise
+    except NPZ_ERRORS as error:
+        problem = f"it is damaged ({str(error) or type(error).__name__})"
+        raise _NotOfficial(path, problem) from None
+
+
+def _npy_header(file):
+    """(shape, fortran_order, dtype) of the .npy in `file`, read up to its data;
+    ValueError if it is not one."""
+    version = np.lib.format.read_magic(file)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f".npy format {version}, not 1.0 or 2.0")
+    return getattr(np.lib.format, f"read_array_header_{version[0]}_0")(file)
+
+
+def _member_header(stream, path: Path, key: str):
+    try:
+        return _npy_header(stream)
+    except ValueError as error:
+        problem = f"{key} is not a readable .npy array ({error})"
+        raise _NotOfficial(path, problem) from None
+
+
+def _read_official_arrays(npz, path, num_images, chunk_rows):
+    found = {name[:-4] for name in npz.namelist() if name.endswith(".npy")}
+    missing = {"imgs", "latents_values", "latents_classes"} - found
+    if missing:
+        raise _NotOfficial(path, f"it has no {', '.join(sorted(missing))} array")
+    latents = {}
+    for key, kinds in (("latents_classes", "iu"), ("latents_values", "f")):
+        with npz.open(f"{key}.npy") as stream:
+            shape, fortran_order, dtype = _member_header(stream, path, key)
+            if shape != (num_images, 6) or dtype.kind not in kinds:
+                expected = f"{num_images}x6 {'integer' if kinds == 'iu' else 'float'}"
+                problem = f"{key} is {dtype}{list(shape)}, expected {expected}"
+                raise _NotOfficial(path, problem)
+            data = stream.read(num_images * 6 * dtype.itemsize)
+        if len(data) != num_images * 6 * dtype.itemsize:
+            raise _NotOfficial(path, f"{key} is truncated")
+        order = "F" if fortran_order else "C"
+        latents[key] = np.frombuffer(data, dtype).reshape(shape, order=order)
+    classes, values = latents["latents_classes"], latents["latents_values"]
     if not np.array_equal(classes, index_to_classes(np.arange(num_images))):
-        raise _not_official(path, "latents_classes are not in the official order")
+        raise _NotOfficial(path, "latents_classes are not in the official order")
     # imgs is 3 GB unpacked: stream it out of the zip member and pack it chunk by chunk.
-    with zipfile.ZipFile(path) as archive, archive.open("imgs.npy") as stream:
-        version = np.lib.format.read_magic(stream)
-        if version not in ((1, 0), (2, 0)):
-            raise _not_official(path, f"imgs is in .npy format {version}")
-        read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
-        shape, fortran_order, dtype = read_header(stream)
+    with npz.open("imgs.npy") as stream:
+        shape, fortran_order, dtype = _member_header(stream, path, "imgs")
         if shape != (num_images, 64, 64) or dtype not in (np.uint8, np.bool_):
             problem = f"imgs is {dtype}{list(shape)}, expected {num_images}x64x64 uint8"
-            raise _not_official(path, problem)
+            raise _NotOfficial(path, problem)
         if fortran_order:
-            raise _not_official(path, "imgs is stored in Fortran order")
+            raise _NotOfficial(path, "imgs is stored in Fortran order")
         packed = np.empty((num_images, 512), np.uint8)
         for start in range(0, num_images, chunk_rows):
             rows = min(chunk_rows, num_images - start)
             chunk = np.frombuffer(stream.read(rows * 4096), np.uint8)
             if chunk.size != rows * 4096:
-                raise _not_official(path, "imgs is truncated")
+                raise _NotOfficial(path, "imgs is truncated")
             chunk = chunk.reshape(rows, 4096)
             packed[start : start + rows] = np.packbits(chunk, axis=1)
     return packed, classes.astype(np.int64), values.astype(np.float64)
 
 
-def _load_generated(cache: Path, log=print) -> np.ndarray:
-    """The packed generated images in `cache`, generated and saved there if absent.
-    One process generates at a time; another waits for it, then loads its file."""
-    if not cache.exists():
-        with exclusive_build(cache, log, leftovers=LEGACY_TEMPORARIES):
-            if not cache.exists():  # or another process built it while we waited
-                return _generate(cache, log)
-    return np.load(cache)
+class _DamagedCache(Exception):
+    """Why the file where the generated cache belongs is not what _generate wrote."""
+
+
+def _read_generated(cache: Path, num_images: int) -> np.ndarray:
+    """The packed images _generate saved in `cache`; FileNotFoundError if there is
+    none, _DamagedCache (why) if it holds anything else."""
+    if cache.is_dir():  # not ours to delete
+        raise ValueError(
+            f"{cache} is a folder, where the generated dSprites belong: move or "
+            "delete it, and they will be generated there again"
+        )
+    with open(cache, "rb") as file:
+        try:
+            shape, fortran_order, dtype = _npy_header(file)
+        except ValueError as error:
+            raise _DamagedCache(f"not a .npy file: {error}") from None
+        if shape != (num_images, 512) or dtype != np.uint8:
+            found = f"{dtype}{list(shape)}"
+            raise _DamagedCache(f"{found}, expected {num_images}x512 uint8")
+        if fortran_order:
+            raise _DamagedCache("in Fortran order")
+        packed = np.fromfile(file, np.uint8, count=num_images * 512)
+    if packed.size != num_images * 512:
+        raise _DamagedCache(f"truncated: {packed.size:,} of {num_images * 512:,} bytes")
+    return packed.reshape(num_images, 512)
+
+
+def _load_generated(cache: Path, log=print, num_images: int = NUM_IMAGES) -> np.ndarray:
+    """The packed generated images in `cache`, generated and saved there if absent
+    or damaged (the repo's own file: safe to replace). One process generates at a
+    time; another waits for it, then loads its file."""
+    try:
+        return _read_generated(cache, num_images)
+    except (FileNotFoundError, _DamagedCache):
+        pass
+    with exclusive_build(cache, log, leftovers=LEGACY_TEMPORARIES):
+        try:  # another process may have generated it while we waited
+            return _read_generated(cache, num_images)
+        except FileNotFoundError:
+            pass
+        except _DamagedCache as damage:
+            log(f"WARNING: {cache} is damaged ({damage}): generating it again")
+        return _generate(cache, log)
 
 
 def _generate(cache: Path, log) -> np.ndarray:
@@ -261,12 +348,6 @@ def load_dsprites(data_dir: Path, log=print) -> DSprites:
     cache = data_dir / GENERATED_FILENAME
     log(f"no {OFFICIAL_FILENAME} in {data_dir}: using the generated dSprites")
     packed = _load_generated(cache, log)
-    if packed.shape != (NUM_IMAGES, 512) or packed.dtype != np.uint8:
-        found = f"{packed.dtype}{list(packed.shape)}"
-        raise ValueError(
-            f"{cache} holds {found}, expected {NUM_IMAGES}x512 uint8; "
-            "delete it and it will be generated again"
-        )
     log(f"loaded generated dSprites ({NUM_IMAGES:,} images) from {cache}")
     data = DSprites(packed, f"generated (cache: {cache})")
     data.version = GENERATED_FILENAME.removesuffix(".npy")

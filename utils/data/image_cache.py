@@ -24,19 +24,38 @@ from tqdm import tqdm
 
 from utils import files
 from utils.files import atomic_write_bytes
+from utils.processes import end_with_parent
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without lzma: zipfile raises RuntimeError then
+    LZMAError = RuntimeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # only these names are candidates
 MAX_CHUNK = 256  # images per pool task: small enough for smooth progress and balance
-# What PIL (or zipfile) raises for a broken or non-image file. Anything else is a real
-# error and stops the build, leaving no cache behind.
+# What PIL raises for a broken or non-image file. Anything else is a real error and
+# stops the build, leaving no cache behind.
 BAD_IMAGE_ERRORS = (
     OSError,
     SyntaxError,
     ValueError,
     EOFError,
     zlib.error,
-    zipfile.BadZipFile,
     Image.DecompressionBombError,
+)
+# What zipfile raises for an archive or a member it cannot read: a damaged one
+# (BadZipFile; OSError, ValueError for an impossible offset; EOFError, zlib, bz2's
+# OSError, LZMAError for damaged data) or one using what it lacks (NotImplementedError,
+# RuntimeError: encryption, Deflate64, a newer zip version).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    LZMAError,
 )
 
 
@@ -129,6 +148,24 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
 
 
+class UnreadableZip(ValueError):
+    """A zip that cannot be opened at all: not a zip, truncated, or a central
+    directory that zipfile cannot read."""
+
+
+class UnreadableFile(Exception):
+    """A listed file whose bytes cannot be read: a zip member that is encrypted,
+    damaged or compressed by a method zipfile lacks. Counted and skipped."""
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except ZIP_ERRORS as error:
+        reason = str(error) or type(error).__name__
+        raise UnreadableZip(f"{path} is not a readable zip file ({reason})") from None
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """A folder of images, or the images directly inside `zip_folder` of a zip."""
@@ -148,7 +185,7 @@ class ImageSource:
                     if is_image_name(entry.name) and entry.is_file():
                         sizes[entry.name] = entry.stat().st_size
         else:
-            with zipfile.ZipFile(self.path) as archive:
+            with open_zip(self.path) as archive:
                 for info in archive.infolist():
                     folder, _, name = info.filename.rpartition("/")
                     if folder == self.zip_folder and is_image_name(name):
@@ -157,18 +194,23 @@ class ImageSource:
 
 
 class _Reader:
-    # Each worker opens its own ZipFile: one handle shared across processes would
-    # have them fight over the file position.
+    # Each worker opens its own ZipFile, at its first read: one handle shared across
+    # processes would have them fight over the file position, and a zip failing to
+    # open in a pool's initializer would have the pool replace its workers forever.
     def __init__(self, source: ImageSource):
         self.source = source
         self.archive = None
-        if source.zip_folder is not None:
-            self.archive = zipfile.ZipFile(source.path)
 
     def read(self, name: str) -> bytes:
-        if self.archive is None:
-            return (self.source.path / name).read_bytes()
-        return self.archive.read(f"{self.source.zip_folder}/{name}")
+        """The file's bytes; UnreadableFile (why) if they cannot be read."""
+        try:
+            if self.source.zip_folder is None:
+                return (self.source.path / name).read_bytes()
+            if self.archive is None:
+                self.archive = zipfile.ZipFile(self.source.path)
+            return self.archive.read(f"{self.source.zip_folder}/{name}")
+        except (*ZIP_ERRORS, KeyError) as error:  # KeyError: gone from the zip
+            raise UnreadableFile(f"{type(error).__name__}: {error}") from None
 
     def close(self):
         if self.archive is not None:
@@ -193,7 +235,8 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _CAN_MASK = hasattr(signal, "pthread_sigmask")  # not on Windows, which spawns
 
 
-def _start_pool_worker(*init_args):
+def _start_pool_worker(parent_pid, *init_args):
+    end_with_parent(parent_pid)  # a killed build's workers would decode on, then wait
     # A forked worker starts with its parent's Python signal handlers. main.py's
     # SIGTERM handler (utils/runs/stopping.py) would make it ignore the pool's own
     # terminate(), and the build would wait for it forever. Ctrl-C reaches the whole
@@ -219,6 +262,8 @@ def _decode_chunk(task: tuple[int, list[str]]) -> tuple[dict[int, str], int]:
     for row, name in enumerate(names, start):
         try:
             rows[row] = preprocess_image(reader.read(name), image_size, crop_size)
+        except UnreadableFile as error:
+            failures[row] = f"{name} ({error})"
         except BAD_IMAGE_ERRORS as error:
             failures[row] = f"{name} ({type(error).__name__}: {error})"
     return failures, len(names)
@@ -242,7 +287,7 @@ def _parallel_map(num_workers: int, init_args: tuple):
     # The pool's own threads, which fork replacements, inherit the mask too.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if _CAN_MASK else 0
     try:
-        pool = context.Pool(num_workers, _start_pool_worker, init_args)
+        pool = context.Pool(num_workers, _start_pool_worker, (os.getpid(), *init_args))
     finally:  # the parent answers a Ctrl-C that came meanwhile here
         if _CAN_MASK:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -307,8 +352,10 @@ def build_cache(
     crop_size: int,
     log,
     num_workers: int,
+    advice: str = "",
 ) -> tuple[list[str], list[str]]:
     """Decode `names` into cache_path → (names kept, "name (reason)" per skipped file).
+    If none can be decoded: a ValueError saying so, then `advice` (what to do).
 
     The rows go into a temporary file that replaces cache_path only when complete; the
     caller writes the sidecar (write_sidecar) last, so an interrupted build leaves
@@ -329,7 +376,7 @@ def build_cache(
         if len(kept) == 0:
             raise ValueError(
                 f"none of the {len(names):,} image files in {source.describe()} could "
-                f"be decoded, e.g. {list(failures.values())[:3]}"
+                f"be decoded, e.g. {list(failures.values())[:3]}{advice}"
             )
         if failures:  # drop the skipped rows, chunk by chunk to bound memory
             decoded = np.load(temporary, mmap_mode="r")
