@@ -186,20 +186,23 @@ def run(p, folder, stop):
         )
     # Before any other TensorFlow op: a multi-worker strategy starts a server.
     strategy = make_strategy(p["strategy"])
-    if p["mode"] != "train":
-        return inspect_run(p, folder, source, stop)
-    from train import train
-
     try:
+        if p["mode"] != "train":
+            return inspect_run(p, folder, source, stop)
+        from train import train
+
         return train(p, folder, source, strategy, stop, PARAMS_FILE)
     except OSError as error:  # a full disk, say: what was saved before stays intact
         from utils.runs.checkpoints import latest_checkpoint_step
 
-        kept = latest_checkpoint_step(folder / "checkpoints", log=lambda line: None)
+        if p["mode"] == "train":
+            kept = latest_checkpoint_step(folder / "checkpoints", log=lambda _: None)
+            kept = f"The run is intact up to its last checkpoint (step {kept})"
+        else:  # its writes are whole files renamed into place, or nothing
+            kept = f"--mode={p['mode']} changed nothing in the run"
         print(
-            f"error: {cannot_write(folder, error)}. The run is intact up to its last "
-            f"checkpoint (step {kept}): make room, then rerun; to resume: "
-            f"{stop.rerun}",
+            f"error: {cannot_write(folder, error)}. {kept}: make room, then rerun; "
+            f"to {'resume' if p['mode'] == 'train' else 'rerun'}: {stop.rerun}",
             file=sys.stderr,
         )
         return 1
@@ -308,7 +311,7 @@ def inspect_run(p, folder, source, stop):
     else:
         from utils.outputs.export import export_model
 
-        export_model(model, folder / "model")
+        export_model(model, folder / "model", step)
     print(f"Wrote {folder}")
     return 0
 

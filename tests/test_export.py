@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -301,6 +302,112 @@ def test_signatures_their_names_shapes_and_dtypes(loaded):
         "reconstruct_uint8": [uint8_images, reconstructions],
         "serving_default": [float_images, codes],  # TF Serving's: encode
     }
+
+
+@pytest.fixture(scope="module")
+def gray(root, exported):
+    """The gray model's SavedModel, loaded here, and its uint8 images and z."""
+    inputs = np.load(root / "gray/inputs.npz")
+    pipeline = tf.saved_model.load(str(root / "gray/model/saved_model"))
+    return pipeline, inputs["images"], inputs["z"]
+
+
+def floats_only(function, dtype):
+    return (
+        f"{function} expects float32 images in [0, 1]; got {dtype}: "
+        f"use {function}_uint8, or divide by 255"
+    )
+
+
+def uint8_only(function, dtype):
+    return (
+        f"{function}_uint8 expects uint8 images in 0..255; got {dtype}: "
+        f"use {function} for float images in [0, 1]"
+    )
+
+
+WRONG_DTYPES = {  # function: [(what a user passes, the error)], and what it gave
+    "encode": [
+        ("uint8 images", floats_only("encode", "uint8")),  # codes of 0..255
+        ("int64 images", floats_only("encode", "int64")),
+        ("bool images", floats_only("encode", "bool")),
+    ],
+    "reconstruct": [("uint8 images", floats_only("reconstruct", "uint8"))],
+    "encode_uint8": [
+        ("float64 images", uint8_only("encode", "float64")),  # codes of 0s
+        ("float32 images", uint8_only("encode", "float32")),
+        ("300.0 images", uint8_only("encode", "float64")),  # codes of 44s
+        ("int64 images", uint8_only("encode", "int64")),
+    ],
+    "reconstruct_uint8": [("float64 images", uint8_only("reconstruct", "float64"))],
+    "decode": [("bool z", "decode expects float32 latents z; got bool")],
+}
+
+
+def as_a_user_might(kind, images, z):
+    """`images` or `z` as the NumPy array `kind` names."""
+    return {
+        "uint8 images": images,
+        "int64 images": images.astype(np.int64),
+        "bool images": images > 127,
+        "float64 images": images / 255,  # as NumPy divides
+        "float32 images": images.astype(np.float32) / 255,
+        "300.0 images": np.full(images.shape, 300.0),  # beyond uint8
+        "bool z": z > 0,
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    "function, kind, error",
+    [
+        pytest.param(function, kind, error, id=f"{function}({kind})")
+        for function, cases in WRONG_DTYPES.items()
+        for kind, error in cases
+    ],
+)
+def test_each_function_refuses_another_dtype_and_says_what_to_use(
+    gray, function, kind, error
+):
+    pipeline, images, z = gray
+    value = as_a_user_might(kind, images, z)
+    for passed in [value, tf.constant(value)]:  # as README's notebook, as TF
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(error)):
+            getattr(pipeline, function)(passed)
+
+
+@pytest.mark.parametrize("function", ["encode", "reconstruct"])
+def test_float_functions_refuse_images_in_0_255(gray, function):
+    pipeline, images, z = gray
+    error = (
+        f"{function} expects float32 images in [0, 1]; "
+        f"got values from {images.min()} to {images.max()}"
+    )
+    for passed in [
+        images.astype(np.float32),  # not divided by 255
+        images.astype(np.float64),  # cast to float32, then refused
+    ]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(error)):
+            getattr(pipeline, function)(passed)
+    # By signature, as TF Serving calls it: TF casts NumPy uint8 to its float32.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(error)):
+        pipeline.signatures[function](images=images)
+
+
+def test_other_floats_and_integer_latents_are_cast_to_float32(root, gray):
+    pipeline, images, z = gray
+    expected = np.load(root / "gray/expected.npz")
+    floats = images / 255  # float64, as NumPy divides
+    for passed in [floats, tf.constant(floats)]:
+        z_mean = pipeline.encode(passed)["z_mean"]
+        np.testing.assert_allclose(z_mean, expected["z_mean"], **FLOAT32)
+        decoded = pipeline.reconstruct(passed)["images"]
+        np.testing.assert_allclose(decoded, expected["reconstructed"], **FLOAT32)
+    decoded = pipeline.decode(tf.constant(z, tf.float64))["images"]
+    np.testing.assert_allclose(decoded, expected["decoded"], **FLOAT32)
+    integers = np.rint(z).astype(np.int64)
+    want = pipeline.decode(integers.astype(np.float32))["images"]
+    for passed in [integers, tf.constant(integers)]:
+        np.testing.assert_allclose(pipeline.decode(passed)["images"], want, **FLOAT32)
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

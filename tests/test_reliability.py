@@ -330,6 +330,103 @@ def test_a_fault_after_some_steps_keeps_every_row_logged(celeba_dir, tmp_path, f
         assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
 
 
+# Runs main.py with no file allowed to grow (RLIMIT_FSIZE 0: writes fail as on a
+# full disk, with the OS's and TensorFlow's own errors) from the moment one of the
+# FULL_FROM functions ("module:function", comma-separated) is called.
+FULL_DISK_FROM_MAIN = """
+import importlib, os, resource, runpy, signal, sys
+sys.path.insert(0, {repo!r})
+for target in os.environ["FULL_FROM"].split(","):
+    module_name, name = target.split(":")
+    module = importlib.import_module(module_name)
+    function = getattr(module, name)
+
+    def full_from_here(*args, _function=function, **kwargs):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+        return _function(*args, **kwargs)
+
+    setattr(module, name, full_from_here)
+sys.argv = [{main!r}, *sys.argv[1:]]
+runpy.run_path({main!r}, run_name="__main__")
+"""
+EXPORT = "utils.outputs.export:export_model,utils.outputs.end_of_run:export_model"
+FULL_FROM = {
+    "train": EXPORT,  # the export at the end of training
+    "export": EXPORT,
+    "analyze": "utils.outputs.analysis:analyze_model",
+    "evaluate": "utils.outputs.metrics_file:evaluate_metrics",
+}
+
+
+@pytest.fixture(scope="module")
+def trained_dsprites(tmp_path_factory):
+    """A 4-step dSprites run (it has factors: evaluate needs them), exported."""
+    out = tmp_path_factory.mktemp("full_disk")
+    args = [
+        "--dataset=dsprites", f"--data_dir={out / 'data'}", "--run_name=r",
+        "--batch_size=8", "--latent_size=4", "--validation_batches=2",
+        "--metrics_at_end=False",
+    ]  # fmt: skip
+    result = run_main(*args, f"--predictions_dir={out}", "--num_steps=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, args
+
+
+def files_of(run):
+    return {
+        path.relative_to(run): path.read_bytes()
+        for path in sorted(run.rglob("*"))
+        if path.is_file() and path.name not in ("status.json", ".lock")
+    }
+
+
+@pytest.mark.parametrize("mode", ["train", "export", "analyze", "evaluate"])
+def test_a_full_disk_at_the_end_or_in_a_mode_is_reported_and_changes_nothing(
+    trained_dsprites, tmp_path, mode
+):
+    """README's full-disk message and exit 1, never a traceback, from every phase
+    that writes after training: the export at its end, --mode=export, analyze and
+    evaluate (issue 25.9). What the run held stays as it was."""
+    out, args = trained_dsprites
+    run = tmp_path / "r"
+    shutil.copytree(out / "r", run)  # each mode its own copy
+    args = [*args, f"--predictions_dir={tmp_path}"]
+    args += ["--num_steps=6"] if mode == "train" else [f"--mode={mode}"]
+    args += ["--metrics_protocol=fast"] if mode == "evaluate" else []
+    before = files_of(run)
+    script = tmp_path / "full_disk_main.py"
+    script.write_text(
+        FULL_DISK_FROM_MAIN.format(repo=str(REPO), main=str(REPO / "main.py"))
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd="/",
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "FULL_FROM": FULL_FROM[mode]},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"cannot write run folder {run}" in result.stderr
+    assert "free on its disk" in result.stderr and "make room, then rerun" in (
+        result.stderr
+    )
+    assert not stray_temporaries(run)
+    after = files_of(run)
+    if mode == "train":  # trained on to step 6 and checkpointed: kept, not undone
+        assert checkpoint_step(run) == 6
+    else:
+        assert after == before
+    # With room again, the same command writes what was missing.
+    started = time.time()
+    result = run_main(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = {
+        "train": "model/encoder.keras", "export": "model/encoder.keras",
+        "analyze": "analysis/analysis.json", "evaluate": "metrics.json",
+    }[mode]  # fmt: skip
+    assert (run / written).stat().st_mtime >= started
+
+
 def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(
     celeba_dir, tmp_path, reference
 ):

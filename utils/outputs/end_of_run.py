@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from utils.data import info as dataset_info
 from utils.data.pipeline import test_sets
-from utils.outputs.export import export_model
+from utils.outputs.export import MODELS, RECORD, export_model, exported_step
 from utils.outputs.images import save_gif
 from utils.outputs.logs import METRICS_CSV, read_log_csv
 from utils.outputs.metrics_file import evaluate_metrics
@@ -67,8 +67,13 @@ def final_outputs(p, folder, step, results=True):
         outputs["training.gif"] = (folder / "training.gif").is_file()
     if not results:
         return outputs
-    exports = ("encoder.keras", "decoder.keras", "saved_model")
-    outputs["model/"] = all((folder / "model" / name).exists() for name in exports)
+    exported = all((folder / "model" / name).exists() for name in MODELS)
+    # Exported at this step: those of an earlier end stay until replaced. Exports
+    # from before the record was written count as they are.
+    record = folder / "model" / RECORD
+    outputs["model/"] = exported and (
+        exported_step(folder / "model") == step or not record.exists()
+    )
     if dataset_info(p["dataset"]).has_factors and p["metrics_at_end"]:
         try:
             metrics = json.loads((folder / "metrics.json").read_text())
@@ -106,7 +111,7 @@ def write_final_outputs(p, folder, model, source, step, everything, results):
             read_log_csv(folder / METRICS_CSV),
         ),
         "kl_per_latent.png": kl_bars,
-        "model/": lambda: export_model(model, folder / "model"),
+        "model/": lambda: export_model(model, folder / "model", step),
         "metrics.json": lambda: evaluate_metrics(
             model.encoder, source, folder, p["metrics_protocol"], step
         ),
