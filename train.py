@@ -58,7 +58,12 @@ from utils.outputs.metrics_file import (
     training_metric_names,
     training_metrics,
 )
-from utils.outputs.step_images import BackgroundDrawing, step_images, step_images_bytes
+from utils.outputs.step_images import (
+    BackgroundDrawing,
+    step_image_paths,
+    step_images,
+    step_images_bytes,
+)
 from utils.outputs.tensorboard import write_hparams
 from utils.runs.checkpoints import Checkpoints
 from utils.runs.folder import RunLock, record_parameters, rerun_command, write_status
@@ -524,6 +529,18 @@ class Loop:
         started = time.time()
         if self.chief:
             write_status(self.folder, "training", self.current, p["num_steps"], "")
+            # A kill after a drawing step's checkpoint, before its images were on
+            # disk (they are drawn in a thread after it): the restored model is the
+            # one that would have drawn them.
+            resumed_at = self.current
+            if (
+                resumed_at
+                and self.schedule.draws(resumed_at)
+                and not all(
+                    path.exists() for path in step_image_paths(self.folder, resumed_at)
+                )
+            ):
+                self.draw()
         try:
             final = stopping = False
             while not (final or stopping):

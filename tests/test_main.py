@@ -470,7 +470,8 @@ def test_status_says_evaluating_while_the_metrics_of_a_run_end_are_computed(
     from utils.runs.folder import write_status
 
     folder = tmp_path / "run"
-    for name in ("loss_curves.png", "kl_per_latent.png"):
+    drawn = ("composites/step_0000050.jpg", "traversals/traversal_0000050.png")
+    for name in ("loss_curves.png", "kl_per_latent.png", "training.gif", *drawn):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(b"")
     for name in ("encoder.keras", "decoder.keras", "saved_model"):

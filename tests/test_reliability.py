@@ -624,6 +624,67 @@ def test_killed_many_times_ends_like_an_uninterrupted_run(
     kill_and_resume(celeba_dir, tmp_path, reference, kills, seed=1)
 
 
+# main.py killed (SIGKILL) as the drawing of step KILL_AT's images begins: just
+# after that step's checkpoint, before its images reach the disk.
+KILLED_WHILE_DRAWING = """
+import os, runpy, signal, sys
+sys.path.insert(0, {repo!r})
+from utils.outputs import step_images
+
+draw = step_images.StepImages.__call__
+
+def killed_at_the_step(self):
+    if self.step == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return draw(self)
+
+step_images.StepImages.__call__ = killed_at_the_step
+sys.argv = [{main!r}, *sys.argv[1:]]
+runpy.run_path({main!r}, run_name="__main__")
+"""
+
+
+def drawn_files(run):
+    return sorted(
+        str(path.relative_to(run))
+        for folder in ("composites", "traversals")
+        for path in (run / folder).iterdir()
+    )
+
+
+@pytest.mark.parametrize("kill_at", [10, NUM_STEPS])
+def test_a_kill_after_a_drawing_steps_checkpoint_keeps_its_images(
+    celeba_dir, tmp_path, kill_at
+):
+    """Issue 25.2: the checkpoint of a plot step is saved before its images are
+    drawn (in a thread); a kill between the two lost them for good, as the
+    resume starts after that step (at the last, with nothing to train)."""
+    out = tmp_path / "predictions"
+    run = out / "drawing"
+    args = arguments(celeba_dir, out, "drawing", f"--num_steps={NUM_STEPS}")
+    script = tmp_path / "killed_main.py"
+    script.write_text(
+        KILLED_WHILE_DRAWING.format(repo=str(REPO), main=str(REPO / "main.py"))
+    )
+    killed = subprocess.run(
+        [sys.executable, str(script), *args, "--checkpoint_step=10"],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd="/",
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "KILL_AT": str(kill_at)},
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert checkpoint_step(run) == kill_at
+    assert f"composites/step_{kill_at:07d}.jpg" not in drawn_files(run)
+    result = run_main(*args, "--checkpoint_step=10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Restored the checkpoint of step {kill_at}" in result.stdout
+    assert (run / "training.gif").exists()
+    # As an uninterrupted run: the images of every plot step (COMMON's 5), once.
+    steps = range(5, NUM_STEPS + 1, 5)
+    assert drawn_files(run) == [f"composites/step_{s:07d}.jpg" for s in steps] + [
+        f"traversals/traversal_{s:07d}.png" for s in steps
+    ]
+
+
 # --- the end of a run: stopped or killed while writing its results ------------------
 
 # main.py with an export that takes minutes: the end-of-run phase, made long enough
@@ -635,10 +696,10 @@ from utils.outputs import export
 
 real_export = export.export_model
 
-def slow_export(model, folder):
+def slow_export(model, folder, *args):
     print("exporting now", flush=True)
     time.sleep(float(os.environ["EXPORT_SECONDS"]))
-    return real_export(model, folder)
+    return real_export(model, folder, *args)
 
 export.export_model = slow_export
 sys.argv = [{main!r}, *sys.argv[1:]]

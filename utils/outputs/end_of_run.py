@@ -15,7 +15,7 @@ from utils.outputs.images import save_gif
 from utils.outputs.logs import METRICS_CSV, read_log_csv
 from utils.outputs.metrics_file import evaluate_metrics
 from utils.outputs.plots import save_kl_bars, save_loss_curves
-from utils.outputs.step_images import z_mean_and_kl
+from utils.outputs.step_images import step_image_paths, step_images, z_mean_and_kl
 from utils.runs.checkpoints import latest_checkpoint_step, read_state_value
 from utils.runs.folder import load_parameters, read_status, write_status
 
@@ -55,11 +55,17 @@ def finished_step(p, folder):
     return None
 
 
+STEP_IMAGES = "the last step's images"
+
+
 def final_outputs(p, folder, step, results=True):
     """{name: whether it is written} for what a run's folder holds at its end:
     pictures drawn from its logs, and (`results`, once it is finished) the model's
     exports and metrics."""
     outputs = {
+        # The last step's, drawn in a thread after its checkpoint: a kill between
+        # the two leaves them to this. Before training.gif, which shows them.
+        STEP_IMAGES: all(path.exists() for path in step_image_paths(folder, step)),
         "loss_curves.png": (folder / "loss_curves.png").is_file(),
         "kl_per_latent.png": (folder / "kl_per_latent.png").is_file(),
     }
@@ -99,7 +105,12 @@ def write_final_outputs(p, folder, model, source, step, everything, results):
         _, kl = z_mean_and_kl(model, kl_images)
         save_kl_bars(folder / "kl_per_latent.png", kl.mean(axis=0), len(kl_images))
 
+    def last_step_images():
+        test_images, kl_images = test_sets(source)
+        step_images(model, test_images, kl_images, folder, step)()
+
     writers = {
+        STEP_IMAGES: last_step_images,
         "training.gif": lambda: save_gif(
             folder / "training.gif", sorted((folder / "composites").glob("step_*.jpg"))
         ),
@@ -117,7 +128,12 @@ def write_final_outputs(p, folder, model, source, step, everything, results):
         ),
     }
     outputs = final_outputs(p, folder, step, results)
-    missing = [k for k, done in outputs.items() if everything or not done]
+    # `everything` redraws what the loop may have drawn from older logs, not the
+    # images the loop drew of this very step.
+    missing = [
+        k for k, done in outputs.items()
+        if not done or (everything and k != STEP_IMAGES)
+    ]  # fmt: skip
     bar = tqdm(missing, desc="results", unit="file", dynamic_ncols=True)
     status = read_status(folder)  # end_of_session's, to restore once they are done
     for name in bar:  # the metrics show their own bars: minutes with reference

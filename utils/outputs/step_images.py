@@ -104,13 +104,14 @@ class StepImages:
     notes: list[str]  # under the traversal's title: on what data, how many rows
 
     def __call__(self) -> dict[str, bytes]:
-        folder, step = Path(self.folder), self.step
+        composite_path, traversal_path = step_image_paths(self.folder, self.step)
+        step = self.step
         composite = images.save_composite(
-            folder / "composites" / images.step_filename("step", step, "jpg"),
-            step, self.originals, self.reconstructions, self.interpolations,
+            composite_path, step, self.originals, self.reconstructions,
+            self.interpolations,
         )  # fmt: skip
         traversal = images.save_labelled_grid(
-            folder / "traversals" / images.step_filename("traversal", step, "png"),
+            traversal_path,
             self.traversals,
             self.row_labels,
             [f"{v:.3g}" for v in TRAVERSAL_VALUES],
@@ -118,6 +119,14 @@ class StepImages:
             self.notes,
         )
         return {"images/composite": composite, "images/traversal": traversal}
+
+
+def step_image_paths(folder, step) -> list[Path]:
+    """The files StepImages draws for `step`."""
+    return [
+        Path(folder) / "composites" / images.step_filename("step", step, "jpg"),
+        Path(folder) / "traversals" / images.step_filename("traversal", step, "png"),
+    ]
 
 
 def step_images(
