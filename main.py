@@ -197,7 +197,11 @@ def run(p, folder, stop):
 
         if p["mode"] == "train":
             kept = latest_checkpoint_step(folder / "checkpoints", log=lambda _: None)
-            kept = f"The run is intact up to its last checkpoint (step {kept})"
+            kept = (
+                f"The run is intact up to its last checkpoint (step {kept})"
+                if kept
+                else "It stopped before its first checkpoint, and starts at step 0"
+            )
         else:  # its writes are whole files renamed into place, or nothing
             kept = f"--mode={p['mode']} changed nothing in the run"
         print(

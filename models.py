@@ -442,10 +442,15 @@ def _network_size(conv_layers, dense_layers, image_shape, outputs):
 
 def training_bytes(p, image_shape):
     """Rough peak memory of training this model, in bytes, from its parameters
-    alone (no TensorFlow): the weights with their gradients and Adam's two moments,
-    and every layer's activations for the batch, kept for the backward pass with
-    their gradients, in the encoder and the decoder. A guide within a factor of 2
-    or so, to refuse absurd settings before any work."""
+    alone (no TensorFlow). A guide within a factor of 2 or so, to refuse absurd
+    settings before any work."""
+    return sum(training_bytes_by_part(p, image_shape).values())
+
+
+def training_bytes_by_part(p, image_shape):
+    """{"weights": the weights with their gradients and Adam's two moments,
+    "activations": every layer's activations for the batch, kept for the backward
+    pass with their gradients}, in bytes, in the encoder and the decoder."""
     latents = p["latent_size"]
     encoder = _network_size(
         p["conv_layers"], p["dense_layers"], image_shape, 2 * latents
@@ -456,7 +461,11 @@ def training_bytes(p, image_shape):
         layers = [latents, *DISCRIMINATOR_LAYERS, 2]
         weights += sum(a * b for a, b in pairwise(layers))
         activations += 2 * sum(layers)  # q(z) and permuted samples
-    return 4 * (4 * weights + 2 * p["batch_size"] * activations)  # float32: 4 bytes
+    # float32: 4 bytes each
+    return {
+        "weights": 4 * 4 * weights,
+        "activations": 4 * 2 * p["batch_size"] * activations,
+    }
 
 
 def build_model(p, image_shape, training=True):

@@ -33,7 +33,7 @@ from models import (
     build_optimizers,
     compute_losses,
     permute_dims,
-    training_bytes,
+    training_bytes_by_part,
 )
 from utils.data.factor_structure import training_indices, training_summary
 from utils.data.pipeline import (
@@ -136,17 +136,30 @@ def check_memory(p):
 
     channels = info(p["dataset"]).channels
     shape = (p["image_size"], p["image_size"], channels)
-    need = TENSORFLOW_BYTES + training_bytes(p, shape)
-    need += step_images_bytes(
+    parts = training_bytes_by_part(p, shape)
+    parts["images"] = step_images_bytes(
         shape, p["latent_size"], NUM_KL_IMAGES, NUM_TEST_IMAGES, p["conv_layers"][0][0]
     )
+    need = TENSORFLOW_BYTES + sum(parts.values())
     have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > 0.9 * have:
+        layers = f"conv_layers={p['conv_layers']}, dense_layers={p['dense_layers']}"
+        what = {  # what each part grows with: the settings to lower
+            "weights": f"weights and optimizer state for {layers}, "
+            f"latent_size={p['latent_size']}",
+            "activations": f"activations for batch_size={p['batch_size']} at "
+            f"image_size={p['image_size']} through {layers}",
+            "images": f"step images for latent_size={p['latent_size']} at "
+            f"image_size={p['image_size']}",
+        }
+        largest_first = sorted(parts, key=parts.get, reverse=True)
+        listed = "; ".join(
+            f"{what[k]}: {parts[k] / 2**30:.1f} GB" for k in largest_first
+        )
         raise UsageError(
-            f"this run would need about {need / 2**30:.1f} GB of memory (model, "
-            f"optimizer and activations for batch_size={p['batch_size']} at "
-            f"image_size={p['image_size']}, latent_size={p['latent_size']}), more "
-            f"than this machine's {have / 2**30:.1f} GB: lower them"
+            f"this run would need about {need / 2**30:.1f} GB of memory ({listed}), "
+            f"more than this machine's {have / 2**30:.1f} GB: lower the settings of "
+            "the largest part"
         )
 
 
@@ -645,10 +658,15 @@ def diverged(p, folder, checkpoints, step, loss):
     # This loss came from the weights saved at the step before, if any.
     kept, lower = checkpoints.discard(step - 1), p["learning_rate"] / 10
     write_status(folder, "diverged", step, p["num_steps"], f"loss {loss}")
+    kept = (
+        f"The run is kept as of its last good checkpoint (step {kept}): rerun with "
+        "a lower learning rate to resume from there"
+        if kept
+        else "It diverged before its first checkpoint: rerun with a lower learning "
+        "rate to start again from step 0"
+    )
     print(
-        f"error: the loss became {loss} at step {step}. The run is kept as of "
-        f"its last good checkpoint (step {kept}): rerun with a lower learning rate "
-        "to resume from there: "
+        f"error: the loss became {loss} at step {step}. {kept}: "
         f"{rerun_command(p['run_name'], learning_rate=format(lower, 'g'))}",
         file=sys.stderr,
     )

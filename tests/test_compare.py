@@ -780,3 +780,24 @@ def test_a_repeated_seed_or_run_name_counts_once(tmp_path):
     assert list(runs_table(tmp_path)) == ["a", "b", "c_again"]
     compare_runs(tmp_path, ["a", "a"])
     assert "Groups" not in tables(tmp_path)  # one run: no group row
+
+
+@pytest.mark.parametrize("checkpoint", [None, "none yet", 20, 30])
+def test_an_interrupted_run_says_where_it_resumes(tmp_path, checkpoint):
+    """Issue 25.18: after a full-disk stop the page said "interrupted at step 30 of
+    30": the rows logged, while a rerun resumes from the checkpoint of step 20."""
+    from utils.outputs.compare import run_status
+
+    index = tmp_path / "checkpoints" / "latest" / "checkpoint"
+    if checkpoint is not None:
+        index.parent.mkdir(parents=True)
+    if isinstance(checkpoint, int):
+        index.write_text(f'model_checkpoint_path: "ckpt-{checkpoint}"\n')
+    status = {"state": "training", "step": 0, "num_steps": 30}
+    kind, words, _ = run_status(tmp_path, {"num_steps": 30}, status, 30)
+    assert kind == "interrupted"
+    resumes = {  # a folder without checkpoints/ (copied): nothing to say
+        None: "", "none yet": "; resumes from step 0", 20: "; resumes from step 20",
+        30: "",
+    }  # fmt: skip
+    assert words == f"interrupted at step 30 of 30{resumes[checkpoint]}"

@@ -443,6 +443,24 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_work(tmp_path):
     assert not (tmp_path / "predictions").exists()
 
 
+def test_a_memory_refusal_names_what_takes_the_memory():
+    """Issue 25.18: oversized layers were refused naming only the batch, image and
+    latent sizes, so the user lowered the wrong thing."""
+    import params
+    from train import check_memory
+    from utils.settings import cli
+    from utils.settings.cli import UsageError
+
+    p, _ = cli.parse_command_line(cli.read_params(params), ["--dataset=celeba"])
+    huge = {**p, "dense_layers": [[60_000], [60_000]]}  # 2 × 60k² weights
+    with pytest.raises(UsageError) as refused:
+        check_memory(huge)
+    said = str(refused.value)
+    assert "weights and optimizer state" in said
+    assert "dense_layers=[[60000], [60000]]" in said
+    assert said.index("weights") < said.index("activations")  # the larger first
+
+
 def test_thousands_of_latents_train_and_draw_in_bounded_memory(celeba_dir, tmp_path):
     """--latent_size=10000 was OOM-killed at the first image step (20 GB): the step
     images now decode in batches and show the top 32 latents."""

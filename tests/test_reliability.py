@@ -482,6 +482,27 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(
     assert_same_losses(read_csv(run / "log.csv")[1], reference[0][:8])
 
 
+@pytest.mark.parametrize("kept", [0, 20])
+def test_a_divergence_says_where_the_rerun_starts(tmp_path, capsys, kept):
+    """Issue 25.18: a loss that diverged before any checkpoint cited "its last
+    good checkpoint (step 0)", a checkpoint that does not exist."""
+    import train
+
+    checkpoints = type("Kept", (), {"discard": lambda self, step: kept})()
+    p = {"num_steps": 30, "learning_rate": 1e-3, "run_name": "d"}
+    train.diverged(p, tmp_path, checkpoints, 25, float("nan"))
+    said = capsys.readouterr().err
+    assert "the loss became nan at step 25" in said and "--learning_rate=0.0001" in said
+    if kept:
+        assert "its last good checkpoint (step 20)" in said
+    else:
+        assert "checkpoint (step 0)" not in said
+        assert "before its first checkpoint: rerun with a lower learning rate to" in (
+            said
+        )
+        assert "start again from step 0" in said
+
+
 def test_discarding_a_bad_checkpoint_falls_back_to_the_one_before(tmp_path):
     import tensorflow as tf
 

@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,13 +106,34 @@ def run_status(
     if state == "evaluating":  # and no process holds its lock: killed meanwhile
         return "interrupted", "interrupted in its metrics (rerun to write them)", reason
     if state == "training":  # and no process holds its lock: it was killed
-        step = _count(logged if logged is not None else status.get("step"))
-        return "interrupted", f"interrupted at step {step} of {total}", reason
+        last = logged if logged is not None else as_number(status.get("step"))
+        words = f"interrupted at step {_count(last)} of {total}"
+        resumes = checkpoint_step(folder)  # none for a folder copied without them
+        if last is not None and resumes is not None and resumes < last:
+            words += f"; resumes from step {resumes}"
+        return "interrupted", words, reason
     # A run from before status.json: judged by the steps it logged.
     num_steps = as_number(p.get("num_steps"))
     if logged is not None and num_steps is not None and logged >= num_steps:
         return "finished", "finished", ""
     return "unfinished", f"unfinished at step {_count(logged)} of {total}", ""
+
+
+CHECKPOINT_INDEX = re.compile(r'model_checkpoint_path: "ckpt-(\d+)"')
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The step a resume starts from, as the latest checkpoint's index names it
+    (read without TensorFlow, which the page does not load); 0 without one, None
+    for a folder without checkpoints/ (copied without them)."""
+    if not (folder / "checkpoints").is_dir():
+        return None
+    try:
+        text = (folder / "checkpoints" / "latest" / "checkpoint").read_text()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    found = CHECKPOINT_INDEX.search(text)
+    return int(found[1]) if found else 0
 
 
 def _tagged(number: float | None, tag: str):
