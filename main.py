@@ -185,7 +185,7 @@ def run(p, folder, stop):
             "the data cannot train this run:\n  " + "\n  ".join(problems)
         )
     # Before any other TensorFlow op: a multi-worker strategy starts a server.
-    strategy = make_strategy(p["strategy"])
+    strategy = make_strategy(p["strategy"], p["cluster_timeout"])
     try:
         if p["mode"] != "train":
             return inspect_run(p, folder, source, stop)

@@ -71,6 +71,8 @@ num_steps = 100_000  # training steps; raise it and rerun the same run_name to t
 # auto: one device, or all local GPUs when several | mirrored: all local GPUs |
 # multi_worker: the machines in TF_CONFIG
 strategy = "auto"
+# multi_worker: seconds to wait for every worker of TF_CONFIG to come up, then give up
+cluster_timeout = 600
 # Steps looped in the graph per call into TensorFlow: less Python per step (matters on a
 # GPU); logs, validation, checkpoints and images still come at their exact steps
 steps_per_call = 10

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -490,3 +491,49 @@ def test_xla_auto_is_on_only_with_one_gpu():
     assert use_xla("auto", default) == has_gpu  # off on this CPU: 2× slower
     assert not use_xla("auto", tf.distribute.OneDeviceStrategy("/cpu:0"))
     assert use_xla("on", default) and not use_xla("off", default)
+
+
+@pytest.mark.parametrize("ending", ["timeout", "SIGINT"])
+def test_a_worker_whose_peer_never_comes_says_so_and_ends(celeba_dir, tmp_path, ending):
+    """Issue 25.6: it waited forever in TensorFlow's C++, silent and deaf to
+    SIGTERM and Ctrl-C (886 s until SIGKILL). SIGTERM TensorFlow keeps for itself
+    meanwhile (its preemption notifier): the timeout still ends the wait."""
+    me, peer = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{me}", f"127.0.0.1:{peer}"]}
+    task = {"type": "worker", "index": 0}
+    waiting = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "--dataset=celeba", "--image_size=32",
+         f"--data_dir={celeba_dir}", f"--predictions_dir={tmp_path}", "--run_name=mw",
+         "--strategy=multi_worker", "--num_steps=2", "--cluster_timeout=8",
+         "--batch_size=8"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/",
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "",
+             "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})},
+    )  # fmt: skip
+    try:
+        lines = []  # read in a thread: the code before this fix said nothing, forever
+        threading.Thread(
+            target=lambda: lines.extend(waiting.stdout), daemon=True
+        ).start()
+        deadline = time.monotonic() + 120
+        while (
+            not any("Joining" in line for line in lines) and time.monotonic() < deadline
+        ):
+            if waiting.poll() is not None:
+                break
+            time.sleep(0.1)
+        said = "".join(lines)
+        assert f"waiting for worker 1 (127.0.0.1:{peer})" in said, said
+        assert "giving up after 8 s with exit code 2 (--cluster_timeout)" in said
+        started = time.monotonic()
+        if ending == "SIGINT":  # Ctrl-C
+            waiting.send_signal(signal.SIGINT)
+        code = waiting.wait(timeout=60)
+        took = time.monotonic() - started
+        if ending == "SIGINT":
+            assert code == -signal.SIGINT and took < 5
+        else:
+            assert code == 2 and 4 < took < 30, "".join(lines)[-3000:]
+    finally:  # the code before this fix waits for good, deaf to SIGTERM
+        waiting.kill()
+    assert not (tmp_path / "mw" / "checkpoints").exists()

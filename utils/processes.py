@@ -44,3 +44,54 @@ def _parent_gone(parent_pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in "ZX"
+
+
+# --- a deadline that holds while C++ holds the GIL
+
+SIGEV_THREAD = 2  # <signal.h>: the timer calls a function in a new thread
+CLOCK_MONOTONIC = 1
+
+
+class _SigEvent(ctypes.Structure):  # struct sigevent, as glibc lays it out (64 bytes)
+    _fields_ = [
+        ("value", ctypes.c_void_p), ("signo", ctypes.c_int), ("notify", ctypes.c_int),
+        ("function", ctypes.c_void_p), ("attribute", ctypes.c_void_p),
+        ("padding", ctypes.c_int * 8),
+    ]  # fmt: skip
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("seconds", ctypes.c_long), ("nanoseconds", ctypes.c_long)]
+
+
+class _ITimerSpec(ctypes.Structure):
+    _fields_ = [("interval", _TimeSpec), ("value", _TimeSpec)]
+
+
+class ExitAfter:
+    """Exit the process with `code` after `seconds`, even while a C++ call holds
+    the GIL and no Python code can run: a POSIX timer calls libc's _exit(code) in a
+    thread of its own. Nothing is cleaned up: for waits with nothing to lose.
+    `cancel()` disarms it. Without POSIX timers (not Linux), it does nothing."""
+
+    def __init__(self, seconds: float, code: int):
+        self.timer = None
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        exit_function = ctypes.cast(libc._exit, ctypes.c_void_p).value
+        event = _SigEvent(code, 0, SIGEV_THREAD, exit_function, None)
+        timer = ctypes.c_void_p()
+        if libc.timer_create(CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer)):
+            return
+        whole = int(seconds)
+        due = _ITimerSpec(
+            _TimeSpec(0, 0), _TimeSpec(whole, int((seconds - whole) * 1e9))
+        )
+        if libc.timer_settime(timer, 0, ctypes.byref(due), None) == 0:
+            self.timer, self.libc = timer, libc
+
+    def cancel(self):
+        if self.timer is not None:
+            self.libc.timer_delete(self.timer)
+            self.timer = None

@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = {
     "data_dir",
     "predictions_dir",
     "strategy",
+    "cluster_timeout",
     "steps_per_call",
     "jit_compile",
     "learning_rate",
@@ -71,8 +72,8 @@ TRAINING_CHANGES = ("learning_rate",)
 # Where and how a run is computed, not what it learns: runs that differ only in
 # these and in their seed are repeats of one experiment.
 BOOKKEEPING = frozenset(
-    "run_name mode data_dir predictions_dir strategy steps_per_call jit_compile "
-    "log_step plot_step checkpoint_step metrics_at_end metrics_protocol "
+    "run_name mode data_dir predictions_dir strategy cluster_timeout steps_per_call "
+    "jit_compile log_step plot_step checkpoint_step metrics_at_end metrics_protocol "
     "metrics_representation checkpoint jobs print_commands metrics_step"
     .split()
 )  # fmt: skip

@@ -90,6 +90,11 @@ def validate(p):
         isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0
     ):
         errors.append(f"adam_epsilon={epsilon!r} must be a finite number > 0")
+    timeout = p.get("cluster_timeout", 600)
+    if not (
+        isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
+    ) or isinstance(timeout, bool):
+        errors.append(f"cluster_timeout={timeout!r} must be a number of seconds > 0")
     for name in ("data_dir", "predictions_dir"):
         if not isinstance(p.get(name), str) or not p.get(name):
             errors.append(f"{name}={p.get(name)!r} must be a path")
