@@ -44,3 +44,19 @@ def objective_settings(**overrides):
     params = cli.import_params(Path(__file__).resolve().parents[1] / "params.py")
     p, _ = cli.parse_command_line(cli.read_params(params), ["--dataset=dsprites"])
     return ObjectiveSettings.of({**p, "lambda_d": None, **overrides})
+
+
+def main_in_process(capsys, *argv) -> tuple[int, str]:
+    """(exit code, stderr) of `main.py ARGV`, in this process: TensorFlow starts
+    once for all the calls. main.py's stop request handlers are put back after."""
+    import signal
+
+    import main
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main.main(list(argv))
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    return code, capsys.readouterr().err

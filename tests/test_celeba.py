@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import main_in_process
 from PIL import Image
 
 from utils.data import image_cache
@@ -646,18 +647,11 @@ MEMBER_DAMAGE = {
 
 
 def main_py(capsys, data_dir: Path, out: Path) -> tuple[int, str]:
-    """(exit code, stderr) of `main.py --dataset=celeba`, in this process:
-    TensorFlow starts once for all of them."""
-    import main
-
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = main.main(["--dataset=celeba", f"--data_dir={data_dir}",
-                          f"--predictions_dir={out}", "--run_name=r"])  # fmt: skip
-    finally:  # main.py's stop request handlers
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-    return code, capsys.readouterr().err
+    return main_in_process(
+        capsys, "--dataset=celeba", f"--data_dir={data_dir}",
+        f"--predictions_dir={out}",
+        "--run_name=r",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("damage", MEMBER_DAMAGE)

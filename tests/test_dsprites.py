@@ -3,7 +3,6 @@ import hashlib
 import io
 import pickle
 import re
-import signal
 import struct
 import threading
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import main_in_process
 
 from utils.data import dsprites
 from utils.data.dsprites import (
@@ -454,18 +454,11 @@ DAMAGED_OFFICIAL = damaged_official()
 
 
 def main_py(capsys, data_dir: Path, out: Path) -> tuple[int, str]:
-    """(exit code, stderr) of `main.py --dataset=dsprites`, in this process:
-    TensorFlow starts once for all of them."""
-    import main
-
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = main.main(["--dataset=dsprites", f"--data_dir={data_dir}",
-                          f"--predictions_dir={out}", "--run_name=r"])  # fmt: skip
-    finally:  # main.py's stop request handlers
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-    return code, capsys.readouterr().err
+    return main_in_process(
+        capsys, "--dataset=dsprites", f"--data_dir={data_dir}",
+        f"--predictions_dir={out}",
+        "--run_name=r",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("found", DAMAGED_OFFICIAL)
