@@ -1,4 +1,5 @@
-"""Child processes that end with their parent, however it ends.
+"""Processes that end when they must: children with their parent, however it
+ends (end_with_parent), and a process stuck in C++ at a deadline (ExitAfter).
 
 Without this, a SIGKILLed evaluation left DCI's loky workers fitting for minutes and
 then idling out loky's 300 s timeout, and a killed CelebA cache build left its pool
