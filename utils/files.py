@@ -1,14 +1,38 @@
 """Writing files so that a kill, a crash or a full disk never leaves a half-written
 one (readers see either the old file or the whole new one), and the lock that lets
-one process at a time write a run folder or build a cache."""
+one process at a time write a run folder or build a cache; and what reading a zip
+can raise."""
 
 import fcntl
 import glob
 import os
 import re
 import uuid
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without lzma: zipfile raises RuntimeError then
+    LZMAError = RuntimeError
+
+# What zipfile raises for an archive or a member it cannot read (CelebA's zip,
+# dSprites' npz): a damaged one (BadZipFile; OSError, ValueError for an impossible
+# offset; EOFError, zlib, bz2's OSError, LZMAError for damaged data) or one using
+# what it lacks (NotImplementedError, RuntimeError: encryption, Deflate64, a newer
+# zip version).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    LZMAError,
+)
 
 # The temporary names atomic writes use: .<name>.<pid>.<8 hex digits>.tmp
 _TEMPORARY_TAIL = r"\.\d+\.[0-9a-f]{8}\.tmp"

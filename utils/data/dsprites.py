@@ -7,7 +7,6 @@ copy: the official outlines were never published, and positions here are whole p
 
 import time
 import zipfile
-import zlib
 from functools import cache
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from matplotlib.path import Path as OutlinePath
 from tqdm import tqdm
 
 from utils.data.ground_truth import GroundTruthData, seeded_splits
-from utils.files import atomic_writer, exclusive_build
+from utils.files import ZIP_ERRORS, atomic_writer, exclusive_build
 
 FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (1, 3, 6, 40, 32, 32)
@@ -143,18 +142,6 @@ def generate_packed(progress: bool = True) -> np.ndarray:
 
 # --- the official npz, or the generated cache
 
-# What reading a damaged npz (a zip of .npy files) raises, besides BadZipFile: an
-# impossible offset (OSError), damaged data (EOFError, zlib.error), a member zipfile
-# cannot read (NotImplementedError, RuntimeError: encrypted), a bad name (ValueError).
-NPZ_ERRORS = (
-    zipfile.BadZipFile,
-    OSError,
-    EOFError,
-    zlib.error,
-    RuntimeError,
-    ValueError,
-)
-
 
 class _NotOfficial(ValueError):
     def __init__(self, path: Path, problem: str):
@@ -172,7 +159,7 @@ def _read_official(path: Path, num_images: int = NUM_IMAGES, chunk_rows: int = 3
         raise _NotOfficial(path, "it is a folder")
     try:  # zipfile, not np.load: it would unpickle a pickle found here
         npz = zipfile.ZipFile(path)
-    except NPZ_ERRORS as error:
+    except ZIP_ERRORS as error:
         problem = f"it is not a whole .npz (zip) file ({error})"
         raise _NotOfficial(path, problem) from None
     try:
@@ -180,7 +167,7 @@ def _read_official(path: Path, num_images: int = NUM_IMAGES, chunk_rows: int = 3
             return _read_official_arrays(npz, path, num_images, chunk_rows)
     except _NotOfficial:
         raise
-    except NPZ_ERRORS as error:
+    except ZIP_ERRORS as error:
         problem = f"it is damaged ({str(error) or type(error).__name__})"
         raise _NotOfficial(path, problem) from None
 

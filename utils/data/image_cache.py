@@ -23,13 +23,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from utils import files
-from utils.files import atomic_write_bytes
+from utils.files import ZIP_ERRORS, atomic_write_bytes
 from utils.processes import end_with_parent
-
-try:
-    from lzma import LZMAError
-except ImportError:  # a Python built without lzma: zipfile raises RuntimeError then
-    LZMAError = RuntimeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # only these names are candidates
 MAX_CHUNK = 256  # images per pool task: small enough for smooth progress and balance
@@ -42,20 +37,6 @@ BAD_IMAGE_ERRORS = (
     EOFError,
     zlib.error,
     Image.DecompressionBombError,
-)
-# What zipfile raises for an archive or a member it cannot read: a damaged one
-# (BadZipFile; OSError, ValueError for an impossible offset; EOFError, zlib, bz2's
-# OSError, LZMAError for damaged data) or one using what it lacks (NotImplementedError,
-# RuntimeError: encryption, Deflate64, a newer zip version).
-ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    NotImplementedError,
-    RuntimeError,
-    OSError,
-    EOFError,
-    ValueError,
-    zlib.error,
-    LZMAError,
 )
 
 
